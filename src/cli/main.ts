@@ -1,0 +1,50 @@
+// The command line: `node src [command] [args]`.
+import { initCommand } from './init.ts'
+import { decodeCommand } from './decode.ts'
+import { runCommand } from './run.ts'
+
+const HELP = `highwire: one Lightning receiving identity served by many LND nodes and operators
+
+usage: node src [command] [options]
+
+commands:
+  run                      start the agent (the default), configured by config/local.json over
+                           config/default.json (NODE_CONFIG_DIR to use another folder)
+  init [--candidate]       write config/local.json with a fresh 32-byte cluster secret (or the one
+       [--secret HEX]      the other operators gave you) and, with --candidate, a fresh identity key
+  decode <bolt11>          print a BOLT 11 invoice as JSON and check its signature
+  help                     this text
+
+environment: HIGHWIRE_SECRET and HIGHWIRE_IDENTITY_KEY override cluster.secret and mux.identityKey`
+
+const print = (line: string): void => {
+  process.stdout.write(line + '\n')
+}
+const printError = (line: string): void => {
+  process.stderr.write(line + '\n')
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv
+  const command = first === undefined || first.startsWith('-') ? 'run' : first
+  const args = command === first ? rest : argv
+  switch (command) {
+    case 'run':
+      if (args.includes('--help') || args.includes('-h')) return help()
+      return runCommand(args, printError)
+    case 'init':
+      return initCommand(args, (line) => (line.startsWith('init:') ? printError(line) : print(line)))
+    case 'decode':
+      return decodeCommand(args, print)
+    case 'help':
+      return help()
+    default:
+      printError(`unknown command ${JSON.stringify(command)}; \`node src help\` lists the commands`)
+      return 2
+  }
+}
+
+function help(): number {
+  print(HELP)
+  return 0
+}
