@@ -72,7 +72,7 @@ test('TLV stream: encodes records in order and decodes them back', () => {
     { type: 1n << 40n, value: hex('ff') }
   ]
   const bytes = encodeTlvStream(records)
-  assert.equal(toHex(bytes.subarray(0, 9)), '0100' + '02020102' + 'fd')
+  assert.equal(toHex(bytes.subarray(0, 9)), '0100' + '02020102' + 'fd00fd')
   assert.deepEqual(decodeTlvStream(bytes), records)
   assert.deepEqual(decodeTlvStream(new Uint8Array(0)), [])
 })
