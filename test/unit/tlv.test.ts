@@ -4,7 +4,7 @@ import { randomBytes, randomInt } from 'node:crypto'
 import { encodeBigSize, decodeBigSize } from '../../src/ln/bigsize.ts'
 import { TlvError, decodeTlvStream, encodeTlvStream, decodeTu32, decodeTu64, encodeTu32, encodeTu64, type TlvRecord } from '../../src/ln/tlv.ts'
 
-const hex = (s: string): Uint8Array => Buffer.from(s, 'hex')
+const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'))
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
 function assertTlvError(fn: () => unknown, code: TlvError['code'], offset?: number): void {
