@@ -1,0 +1,249 @@
+// Leader election for the virtual node: term-numbered leases granted by a majority of the voters,
+// with Raft's voting rule (one vote per term, only for a candidate whose view is at least as recent
+// as the voter's; Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm", §5.2 and
+// §5.4.1). A pure state machine: time and randomness come in as arguments, messages go out as actions,
+// and (term, votedFor) must be made durable by the driver before any message that follows a `persist`.
+
+/** What a member knows of the cluster's history: compared lexicographically (term, then records). */
+export interface View {
+  /** Highest term in which this member saw a leader serve. */
+  term: number
+  /** Settle and cancel records known (own core plus replicas). */
+  records: number
+}
+
+export type ElectionMessage =
+  | { type: 'vote-request'; term: number; candidate: string; view: View; priority: number }
+  | { type: 'vote'; term: number; voter: string; granted: boolean }
+  | { type: 'lease'; term: number; leader: string; at: number }
+  | { type: 'lease-ack'; term: number; voter: string; at: number }
+
+export type ElectionAction =
+  | { type: 'persist'; term: number; votedFor: string | null }
+  | { type: 'send'; to: string; message: ElectionMessage }
+  | { type: 'broadcast'; message: ElectionMessage }
+  | { type: 'leader'; term: number; leader: string | null }
+
+export interface ElectionOptions {
+  self: string
+  /** Holds the identity key: may stand for election. */
+  candidate: boolean
+  /** Holds an LND node or is a witness: its vote counts. */
+  voter: boolean
+  /** Higher wins ties: its election timeout is shorter. */
+  priority: number
+  /**
+   * How long a voter stays bound to the leader (or candidate) it last acknowledged. The leader counts
+   * each acknowledgement from the moment it sent the lease (the `at` echoed back), minus
+   * `clockDriftMs`, so its lease always ends before the voters' promises do.
+   */
+  leaseMs: number
+  clockDriftMs: number
+  /** Time between lease renewals. */
+  heartbeatMs: number
+  /** Randomised election timeout range after the last lease heard. */
+  electionTimeoutMs: readonly [number, number]
+  /** Durable state from the previous run. */
+  persisted?: { term: number; votedFor: string | null }
+}
+
+export function compareViews(a: View, b: View): number {
+  return a.term !== b.term ? a.term - b.term : a.records - b.records
+}
+
+export function majority(voterCount: number): number {
+  return Math.floor(voterCount / 2) + 1
+}
+
+export class Election {
+  private readonly opts: ElectionOptions
+  private voters = new Set<string>()
+  private view: View = { term: 0, records: 0 }
+  term: number
+  votedFor: string | null
+  role: 'follower' | 'candidate' | 'leader' = 'follower'
+  leader: string | null = null
+  /** Leader and candidate: per voter, when we sent the lease (or vote request) it last acknowledged. */
+  private acks = new Map<string, number>()
+  /** Voter: the leader or candidate we promised not to undermine, and until when. */
+  private promisedTo: string | null = null
+  private promiseUntil = 0
+  private campaignStartedAt = 0
+  private electionDeadline: number
+  private nextHeartbeat = 0
+
+  constructor(opts: ElectionOptions, now: number, random: () => number) {
+    this.opts = opts
+    this.term = opts.persisted?.term ?? 0
+    this.votedFor = opts.persisted?.votedFor ?? null
+    this.electionDeadline = now + this.timeout(random)
+  }
+
+  /** The members whose votes count (ourselves included if we are a voter). */
+  setVoters(voters: Iterable<string>): void {
+    this.voters = new Set(voters)
+    if (this.opts.voter) this.voters.add(this.opts.self)
+  }
+
+  setView(view: View): void {
+    this.view = view
+  }
+
+  /** True while we lead and a majority acknowledged our lease within `leaseMs`. */
+  isLeaseHeld(now: number): boolean {
+    return this.role === 'leader' && this.liveAcks(now) >= majority(this.voters.size)
+  }
+
+  tick(now: number, random: () => number): ElectionAction[] {
+    if (this.role === 'leader') {
+      if (!this.isLeaseHeld(now)) return this.stepDown(now, random)
+      if (now < this.nextHeartbeat) return []
+      return [this.renewLease(now)]
+    }
+    if (now < this.electionDeadline) return []
+    const actions: ElectionAction[] = []
+    if (this.leader !== null) {
+      this.leader = null
+      actions.push({ type: 'leader', term: this.term, leader: null })
+    }
+    this.electionDeadline = now + this.timeout(random)
+    if (!this.opts.candidate) return actions
+    return actions.concat(this.campaign(now))
+  }
+
+  receive(from: string, message: ElectionMessage, now: number, random: () => number): ElectionAction[] {
+    switch (message.type) {
+      case 'vote-request':
+        return from === message.candidate ? this.onVoteRequest(message, now) : []
+      case 'vote':
+        return from === message.voter ? this.onVote(message, now) : []
+      case 'lease':
+        return from === message.leader ? this.onLease(message, now, random) : []
+      case 'lease-ack':
+        return from === message.voter ? this.onLeaseAck(message, now) : []
+    }
+  }
+
+  private campaign(now: number): ElectionAction[] {
+    this.term += 1
+    this.role = 'candidate'
+    this.leader = null
+    this.acks = new Map()
+    this.campaignStartedAt = now
+    this.votedFor = this.opts.voter ? this.opts.self : null
+    const actions: ElectionAction[] = [{ type: 'persist', term: this.term, votedFor: this.votedFor }]
+    actions.push({
+      type: 'broadcast',
+      message: { type: 'vote-request', term: this.term, candidate: this.opts.self, view: this.view, priority: this.opts.priority }
+    })
+    return actions.concat(this.maybeWin(now))
+  }
+
+  private onVoteRequest(req: Extract<ElectionMessage, { type: 'vote-request' }>, now: number): ElectionAction[] {
+    if (!this.opts.voter) return []
+    const actions: ElectionAction[] = []
+    // A live lease or vote is a promise: no vote for anyone else until it runs out.
+    const bound = this.promisedTo !== null && this.promisedTo !== req.candidate && now < this.promiseUntil
+    if (req.term > this.term && !bound) actions.push(...this.adoptTerm(req.term))
+    const granted =
+      !bound &&
+      req.term === this.term &&
+      (this.votedFor === null || this.votedFor === req.candidate) &&
+      compareViews(req.view, this.view) >= 0
+    if (granted && this.votedFor !== req.candidate) {
+      this.votedFor = req.candidate
+      actions.push({ type: 'persist', term: this.term, votedFor: this.votedFor })
+    }
+    if (granted) this.promise(req.candidate, now)
+    actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted } })
+    return actions
+  }
+
+  private onVote(vote: Extract<ElectionMessage, { type: 'vote' }>, now: number): ElectionAction[] {
+    if (vote.term > this.term) return this.adoptTerm(vote.term)
+    if (this.role !== 'candidate' || vote.term !== this.term || !vote.granted || !this.voters.has(vote.voter)) return []
+    // A vote binds the voter from when it received our request, which we sent at campaignStartedAt.
+    this.acks.set(vote.voter, this.campaignStartedAt)
+    return this.maybeWin(now)
+  }
+
+  private maybeWin(now: number): ElectionAction[] {
+    if (this.role !== 'candidate' || this.liveAcks(now) < majority(this.voters.size)) return []
+    this.role = 'leader'
+    this.leader = this.opts.self
+    return [{ type: 'leader', term: this.term, leader: this.opts.self }, this.renewLease(now)]
+  }
+
+  private renewLease(now: number): ElectionAction {
+    this.nextHeartbeat = now + this.opts.heartbeatMs
+    return { type: 'broadcast', message: { type: 'lease', term: this.term, leader: this.opts.self, at: now } }
+  }
+
+  private promise(to: string, now: number): void {
+    this.promisedTo = to
+    this.promiseUntil = now + this.opts.leaseMs
+  }
+
+  private onLease(lease: Extract<ElectionMessage, { type: 'lease' }>, now: number, random: () => number): ElectionAction[] {
+    if (lease.term < this.term) return []
+    const actions: ElectionAction[] = []
+    if (lease.term > this.term) actions.push(...this.adoptTerm(lease.term))
+    if (this.role === 'leader' && lease.leader !== this.opts.self) return actions // impossible with one vote per term
+    if (this.role === 'candidate') this.role = 'follower'
+    if (this.leader !== lease.leader) {
+      this.leader = lease.leader
+      actions.push({ type: 'leader', term: this.term, leader: lease.leader })
+    }
+    this.promise(lease.leader, now)
+    this.electionDeadline = now + this.timeout(random)
+    if (this.opts.voter) {
+      actions.push({ type: 'send', to: lease.leader, message: { type: 'lease-ack', term: this.term, voter: this.opts.self, at: lease.at } })
+    }
+    return actions
+  }
+
+  private onLeaseAck(ack: Extract<ElectionMessage, { type: 'lease-ack' }>, now: number): ElectionAction[] {
+    if (ack.term > this.term) return this.adoptTerm(ack.term)
+    const previous = this.acks.get(ack.voter) ?? -Infinity
+    if (this.role === 'leader' && ack.term === this.term && this.voters.has(ack.voter) && ack.at <= now) {
+      this.acks.set(ack.voter, Math.max(previous, ack.at))
+    }
+    return []
+  }
+
+  /** A higher term was seen: follow it, forgetting any vote and leadership of the old one. */
+  private adoptTerm(term: number): ElectionAction[] {
+    const wasLeading = this.leader !== null
+    this.term = term
+    this.votedFor = null
+    this.role = 'follower'
+    this.leader = null
+    this.acks = new Map()
+    const actions: ElectionAction[] = [{ type: 'persist', term, votedFor: null }]
+    if (wasLeading) actions.push({ type: 'leader', term, leader: null })
+    return actions
+  }
+
+  private stepDown(now: number, random: () => number): ElectionAction[] {
+    this.role = 'follower'
+    this.leader = null
+    this.acks = new Map()
+    this.electionDeadline = now + this.timeout(random)
+    return [{ type: 'leader', term: this.term, leader: null }]
+  }
+
+  /** Voters bound to us right now; a voting leader or candidate always counts itself. */
+  private liveAcks(now: number): number {
+    const horizon = this.opts.leaseMs - this.opts.clockDriftMs
+    let live = this.opts.voter ? 1 : 0
+    for (const [voter, at] of this.acks) if (voter !== this.opts.self && this.voters.has(voter) && now - at < horizon) live++
+    return live
+  }
+
+  private timeout(random: () => number): number {
+    const [min, max] = this.opts.electionTimeoutMs
+    // Priority shortens the wait so that preferred candidates usually stand first.
+    const spread = (max - min) / (1 + Math.max(0, this.opts.priority))
+    return min + Math.floor(random() * spread)
+  }
+}
