@@ -9,7 +9,6 @@ export type LndErrorCode =
   | 'network_mismatch' // chain or network differ from the configuration
   | 'interceptor_not_required' // lnd runs without --requireinterceptor
   | 'final_resolutions_not_stored' // lnd runs without --store-final-htlc-resolutions
-  | 'not_synced' // lnd is not synced to the chain
 
 export class LndError extends Error {
   readonly code: LndErrorCode
