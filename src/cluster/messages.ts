@@ -1,0 +1,345 @@
+// The cluster's message bodies, all in one place so the wire format has a single definition
+// (DESIGN.md, "Cluster protocol: messages"). Each travels inside a signed envelope (envelope.ts)
+// whose header carries the wire type id below; the logic that uses a message may live elsewhere
+// (election, edge, api) but its bytes are defined here.
+import {
+  array,
+  bigU64,
+  bool,
+  bytes,
+  enumeration,
+  fixedBytes,
+  optional,
+  string,
+  struct,
+  u32,
+  u64,
+  type Encoding
+} from './codec.ts'
+
+export const PROTOCOL_VERSION = 1
+
+/** BOLT 4: the onion routing packet is 1366 bytes (version, ephemeral key, 1300 payload, HMAC). */
+export const ONION_PACKET_BYTES = 1366
+/** BOLT 7: node aliases are 32 bytes. */
+export const MAX_ALIAS_BYTES = 32
+/** More nodes than this per agent is a configuration we do not expect; it bounds a hello. */
+export const MAX_NODES_PER_AGENT = 64
+/** lnd's interceptor failure_message is the 292-byte BOLT 4 failure packet; leave room, cap it. */
+export const MAX_FAILURE_MESSAGE_BYTES = 1024
+/** Records travel in pages; MAX_ENVELOPE_BYTES bounds a page's total size. */
+export const MAX_RECORDS_PER_REPLY = 256
+export const MAX_RECORD_BYTES = 16 * 1024
+export const MAX_API_METHOD_BYTES = 64
+export const MAX_API_PAYLOAD_BYTES = 32 * 1024
+export const MAX_API_STATUS_MESSAGE_BYTES = 256
+
+const key32 = fixedBytes(32)
+const key33 = fixedBytes(33)
+
+export type Role = 'candidate' | 'edge' | 'witness'
+export const ROLES: readonly Role[] = ['candidate', 'edge', 'witness']
+
+/** One LND node an agent holds, as advertised in its hello. */
+export interface NodeInfo {
+  /** 33-byte compressed node public key. */
+  pubkey: Uint8Array
+  alias: string
+  /** The node's virtual short channel id (lnmux-compatible, DESIGN.md). */
+  virtualScid: bigint
+  /** Inbound capacity, for choosing route hints. */
+  inboundMsat: bigint
+}
+
+/** Raft's "last log term / last log index", over the agent's settle and cancel records. */
+export interface RecordView {
+  term: number
+  index: number
+}
+
+/** An HTLC's identity on the node that holds it (lnd's CircuitKey plus the node). */
+export interface Circuit {
+  node: Uint8Array
+  chanId: bigint
+  htlcId: bigint
+}
+
+export type Resolution =
+  | { kind: 'settle'; preimage: Uint8Array }
+  /** A BOLT 4 failure message the edge hands to lnd as the interceptor's failure_message. */
+  | { kind: 'fail'; message: Uint8Array }
+  /** An lnd FailureCode (lnrpc.Failure.FailureCode) for lnd to encode itself. */
+  | { kind: 'fail-code'; code: number }
+
+export interface Hello {
+  type: 'hello'
+  /** Must equal the envelope's sender. */
+  agent: Uint8Array
+  role: Role
+  /** mux.priority: operators prefer candidates with a higher value. */
+  priority: number
+  protocolVersion: number
+  /** The 33-byte virtual node key this agent expects (candidates: theirs), or none configured. */
+  muxKey: Uint8Array | null
+  nodes: NodeInfo[]
+  /** The agent's audit Hypercore key, so others replicate it. */
+  auditCore: Uint8Array
+}
+
+export interface Ping {
+  type: 'ping'
+  nonce: number
+}
+
+export interface Pong {
+  type: 'pong'
+  nonce: number
+}
+
+export interface VoteRequest {
+  type: 'vote-request'
+  term: number
+  candidate: Uint8Array
+  view: RecordView
+}
+
+export interface VoteGrant {
+  type: 'vote-grant'
+  term: number
+  candidate: Uint8Array
+  granted: boolean
+}
+
+export interface LeaderLease {
+  type: 'leader-lease'
+  term: number
+  leader: Uint8Array
+  view: RecordView
+  /** A duration, not a deadline: agents' clocks need not agree. */
+  durationMs: number
+}
+
+export interface HtlcOffer {
+  type: 'htlc-offer'
+  term: number
+  circuit: Circuit
+  paymentHash: Uint8Array
+  incomingMsat: bigint
+  outgoingMsat: bigint
+  incomingExpiry: number
+  outgoingExpiry: number
+  outgoingRequestedChanId: bigint
+  onion: Uint8Array
+  autoFailHeight: number
+  currentHeight: number
+}
+
+export interface HtlcDecision {
+  type: 'htlc-decision'
+  term: number
+  circuit: Circuit
+  resolution: Resolution
+}
+
+export interface HtlcResolved {
+  type: 'htlc-resolved'
+  term: number
+  circuit: Circuit
+  settled: boolean
+}
+
+export interface RecordsRequest {
+  type: 'records-request'
+  term: number
+  requestId: number
+  /** Resume after this record index (0: from the start). */
+  after: number
+}
+
+export interface RecordsReply {
+  type: 'records-reply'
+  term: number
+  requestId: number
+  /** Audit records exactly as stored (their schema belongs to src/audit). */
+  records: Uint8Array[]
+  done: boolean
+}
+
+export interface ApiForward {
+  type: 'api-forward'
+  requestId: number
+  /** lnmux.Service method name, e.g. "AddInvoice". */
+  method: string
+  /** The protobuf-encoded request. */
+  payload: Uint8Array
+}
+
+export interface ApiReply {
+  type: 'api-reply'
+  requestId: number
+  /** gRPC status code, 0 = OK. */
+  status: number
+  message: string
+  payload: Uint8Array
+  /** False while a server stream (SubscribeInvoiceAccepted) has more to send. */
+  done: boolean
+}
+
+export type Message =
+  | Hello
+  | Ping
+  | Pong
+  | VoteRequest
+  | VoteGrant
+  | LeaderLease
+  | HtlcOffer
+  | HtlcDecision
+  | HtlcResolved
+  | RecordsRequest
+  | RecordsReply
+  | ApiForward
+  | ApiReply
+
+export type MessageType = Message['type']
+type Body<K extends MessageType> = Omit<Extract<Message, { type: K }>, 'type'>
+
+const nodeInfo = struct<NodeInfo>({
+  pubkey: key33,
+  alias: string(MAX_ALIAS_BYTES),
+  virtualScid: bigU64,
+  inboundMsat: bigU64
+})
+
+const recordView = struct<RecordView>({ term: u64, index: u64 })
+
+const circuit = struct<Circuit>({ node: key33, chanId: bigU64, htlcId: bigU64 })
+
+const RESOLUTION_KINDS = ['settle', 'fail', 'fail-code'] as const
+const resolutionKind = enumeration(RESOLUTION_KINDS)
+const preimage = fixedBytes(32)
+const failureMessage = bytes(MAX_FAILURE_MESSAGE_BYTES)
+
+const resolution: Encoding<Resolution> = {
+  preencode(state, r) {
+    resolutionKind.preencode(state, r.kind)
+    if (r.kind === 'settle') preimage.preencode(state, r.preimage)
+    else if (r.kind === 'fail') failureMessage.preencode(state, r.message)
+    else u32.preencode(state, r.code)
+  },
+  encode(state, r) {
+    resolutionKind.encode(state, r.kind)
+    if (r.kind === 'settle') preimage.encode(state, r.preimage)
+    else if (r.kind === 'fail') failureMessage.encode(state, r.message)
+    else u32.encode(state, r.code)
+  },
+  decode(state) {
+    const kind = resolutionKind.decode(state)
+    if (kind === 'settle') return { kind, preimage: preimage.decode(state) }
+    if (kind === 'fail') return { kind, message: failureMessage.decode(state) }
+    return { kind, code: u32.decode(state) }
+  }
+}
+
+/** Wire type ids are part of protocol version 1: never renumber, only append. */
+const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } } = {
+  hello: {
+    id: 1,
+    encoding: struct<Body<'hello'>>({
+      agent: key32,
+      role: enumeration(ROLES),
+      priority: u32,
+      protocolVersion: u32,
+      muxKey: optional(key33),
+      nodes: array(nodeInfo, MAX_NODES_PER_AGENT),
+      auditCore: key32
+    })
+  },
+  ping: { id: 2, encoding: struct<Body<'ping'>>({ nonce: u32 }) },
+  pong: { id: 3, encoding: struct<Body<'pong'>>({ nonce: u32 }) },
+  'vote-request': {
+    id: 4,
+    encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView })
+  },
+  'vote-grant': {
+    id: 5,
+    encoding: struct<Body<'vote-grant'>>({ term: u64, candidate: key32, granted: bool })
+  },
+  'leader-lease': {
+    id: 6,
+    encoding: struct<Body<'leader-lease'>>({ term: u64, leader: key32, view: recordView, durationMs: u32 })
+  },
+  'htlc-offer': {
+    id: 7,
+    encoding: struct<Body<'htlc-offer'>>({
+      term: u64,
+      circuit,
+      paymentHash: fixedBytes(32),
+      incomingMsat: bigU64,
+      outgoingMsat: bigU64,
+      incomingExpiry: u32,
+      outgoingExpiry: u32,
+      outgoingRequestedChanId: bigU64,
+      onion: fixedBytes(ONION_PACKET_BYTES),
+      autoFailHeight: u32,
+      currentHeight: u32
+    })
+  },
+  'htlc-decision': {
+    id: 8,
+    encoding: struct<Body<'htlc-decision'>>({ term: u64, circuit, resolution })
+  },
+  'htlc-resolved': {
+    id: 9,
+    encoding: struct<Body<'htlc-resolved'>>({ term: u64, circuit, settled: bool })
+  },
+  'records-request': {
+    id: 10,
+    encoding: struct<Body<'records-request'>>({ term: u64, requestId: u32, after: u64 })
+  },
+  'records-reply': {
+    id: 11,
+    encoding: struct<Body<'records-reply'>>({
+      term: u64,
+      requestId: u32,
+      records: array(bytes(MAX_RECORD_BYTES), MAX_RECORDS_PER_REPLY),
+      done: bool
+    })
+  },
+  'api-forward': {
+    id: 12,
+    encoding: struct<Body<'api-forward'>>({
+      requestId: u32,
+      method: string(MAX_API_METHOD_BYTES),
+      payload: bytes(MAX_API_PAYLOAD_BYTES)
+    })
+  },
+  'api-reply': {
+    id: 13,
+    encoding: struct<Body<'api-reply'>>({
+      requestId: u32,
+      status: u32,
+      message: string(MAX_API_STATUS_MESSAGE_BYTES),
+      payload: bytes(MAX_API_PAYLOAD_BYTES),
+      done: bool
+    })
+  }
+}
+
+const BY_ID = new Map<number, MessageType>(
+  (Object.keys(BODIES) as MessageType[]).map((type) => [BODIES[type].id, type])
+)
+
+export function messageTypeId(type: MessageType): number {
+  return BODIES[type].id
+}
+
+/** The message type of a wire id, or undefined for an id this version does not know. */
+export function messageTypeOf(id: number): MessageType | undefined {
+  return BY_ID.get(id)
+}
+
+/** The encoding of a message's body (its fields without `type`). */
+export function bodyEncoding<K extends MessageType>(type: K): Encoding<Body<K>> {
+  return BODIES[type].encoding
+}
+

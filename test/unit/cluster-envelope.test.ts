@@ -1,0 +1,258 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import sodium from 'sodium-universal'
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  sealEnvelope,
+  verifyEnvelope,
+  MAX_ENVELOPE_BYTES,
+  type AgentKeyPair
+} from '../../src/cluster/envelope.ts'
+import { EnvelopeError, PeerError } from '../../src/cluster/errors.ts'
+import { messageTypeId, ONION_PACKET_BYTES, type Message, type MessageType } from '../../src/cluster/messages.ts'
+import { InboundGate, DEFAULT_RATE_LIMITS, TokenBucket, BanList, ReportLimiter } from '../../src/cluster/guard.ts'
+import { checkClusterSecret, deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from '../../src/cluster/auth.ts'
+import { ClusterError } from '../../src/cluster/errors.ts'
+
+function keyPair(): AgentKeyPair {
+  const publicKey = new Uint8Array(32)
+  const secretKey = new Uint8Array(64)
+  sodium.crypto_sign_keypair(publicKey, secretKey)
+  return { publicKey, secretKey }
+}
+
+const circuit = { node: randomBytes(33), chanId: 0x8000_0000_0000_0001n, htlcId: 7n }
+const view = { term: 3, index: 41 }
+
+/** One sample of every message type, with fields at awkward values (max uint64, empty, null). */
+function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { type: K }> } {
+  return {
+    hello: {
+      type: 'hello',
+      agent,
+      role: 'candidate',
+      priority: 10,
+      protocolVersion: 1,
+      muxKey: randomBytes(33),
+      nodes: [
+        { pubkey: randomBytes(33), alias: 'alice ⚡', virtualScid: 0xffff_ffff_ffff_ffffn, inboundMsat: 5_000_000_000n },
+        { pubkey: randomBytes(33), alias: '', virtualScid: 1n << 63n, inboundMsat: 0n }
+      ],
+      auditCore: randomBytes(32)
+    },
+    ping: { type: 'ping', nonce: 0xffffffff },
+    pong: { type: 'pong', nonce: 0 },
+    'vote-request': { type: 'vote-request', term: 2 ** 40, candidate: agent, view },
+    'vote-grant': { type: 'vote-grant', term: 4, candidate: agent, granted: true },
+    'leader-lease': { type: 'leader-lease', term: 4, leader: agent, view, durationMs: 3000 },
+    'htlc-offer': {
+      type: 'htlc-offer',
+      term: 4,
+      circuit,
+      paymentHash: randomBytes(32),
+      incomingMsat: 1_000_500n,
+      outgoingMsat: 1_000_000n,
+      incomingExpiry: 850_140,
+      outgoingExpiry: 850_100,
+      outgoingRequestedChanId: 0x8123_4567_89ab_cdefn,
+      onion: randomBytes(ONION_PACKET_BYTES),
+      autoFailHeight: 850_090,
+      currentHeight: 850_000
+    },
+    'htlc-decision': { type: 'htlc-decision', term: 4, circuit, resolution: { kind: 'settle', preimage: randomBytes(32) } },
+    'htlc-resolved': { type: 'htlc-resolved', term: 4, circuit, settled: false },
+    'records-request': { type: 'records-request', term: 5, requestId: 9, after: 0 },
+    'records-reply': { type: 'records-reply', term: 5, requestId: 9, records: [randomBytes(100), new Uint8Array(0)], done: true },
+    'api-forward': { type: 'api-forward', requestId: 1, method: 'AddInvoice', payload: randomBytes(20) },
+    'api-reply': { type: 'api-reply', requestId: 1, status: 0, message: '', payload: new Uint8Array(0), done: false }
+  }
+}
+
+test('every message type survives an envelope round trip and verifies', () => {
+  const kp = keyPair()
+  const all = Object.values(samples(kp.publicKey)) as Message[]
+  // Both failure forms of a decision, too.
+  all.push(
+    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail', message: randomBytes(292) } },
+    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail-code', code: 19 } },
+    { ...samples(kp.publicKey).hello, role: 'witness', muxKey: null, nodes: [] }
+  )
+  let seq = 1
+  for (const message of all) {
+    const bytes = encodeEnvelope(kp, seq, 1_700_000_000_000, message)
+    const env = decodeEnvelope(bytes)
+    assert.deepEqual(env.message, normalize(message), message.type)
+    assert.equal(env.seq, seq++)
+    assert.equal(env.time, 1_700_000_000_000)
+    assert.deepEqual(env.from, kp.publicKey)
+    assert.deepEqual(env.bytes, bytes)
+    assert.ok(verifyEnvelope(env), message.type)
+  }
+})
+
+/** Decoded byte fields are Uint8Array views; compare them as such. */
+function normalize(value: unknown): unknown {
+  if (value instanceof Uint8Array) return new Uint8Array(value)
+  if (Array.isArray(value)) return value.map(normalize)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, normalize(v)]))
+  }
+  return value
+}
+
+test('a signature does not verify under another sender or with any bit flipped', () => {
+  const kp = keyPair()
+  const bytes = encodeEnvelope(kp, 1, 1, { type: 'ping', nonce: 1 })
+  const env = decodeEnvelope(bytes)
+  assert.ok(!verifyEnvelope({ ...env, from: keyPair().publicKey }))
+  const flipped = bytes.slice()
+  flipped[flipped.length - 1]! ^= 1
+  assert.ok(!verifyEnvelope(decodeEnvelope(flipped)))
+})
+
+test('decodeEnvelope rejects oversize, unknown types, trailing bytes and non-canonical encodings', () => {
+  const kp = keyPair()
+  const code = (f: () => unknown): string => {
+    try {
+      f()
+    } catch (err) {
+      assert.ok(err instanceof EnvelopeError, String(err))
+      return err.code
+    }
+    assert.fail('no error')
+  }
+  assert.equal(code(() => decodeEnvelope(new Uint8Array(MAX_ENVELOPE_BYTES + 1))), 'oversize')
+  assert.equal(code(() => decodeEnvelope(new Uint8Array(10))), 'malformed')
+  assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, 999, new Uint8Array(4)))), 'unknown_type')
+  const ping = messageTypeId('ping')
+  assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, ping, Uint8Array.of(1, 0)))), 'malformed_body')
+  assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, ping, new Uint8Array(0)))), 'malformed_body')
+  // nonce 1 written as a 3-byte uint (0xfd prefix) instead of one byte
+  assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, ping, Uint8Array.of(0xfd, 1, 0)))), 'non_canonical')
+  const grant = messageTypeId('vote-grant')
+  const badBool = Uint8Array.of(4, ...kp.publicKey, 2)
+  assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, grant, badBool))), 'malformed_body')
+  assert.throws(() => encodeEnvelope(kp, 1, 1, { type: 'ping', nonce: -1 }), RangeError)
+  assert.throws(
+    () => encodeEnvelope(kp, 1, 1, { type: 'api-forward', requestId: 1, method: 'x', payload: new Uint8Array(40_000) }),
+    RangeError
+  )
+})
+
+test('fuzz: mutated recorded envelopes give an EnvelopeError or a valid decode, never anything else', () => {
+  const kp = keyPair()
+  const recorded = (Object.values(samples(kp.publicKey)) as Message[]).map((m, i) => encodeEnvelope(kp, i + 1, 5, m))
+  let rejected = 0
+  let forged = 0
+  for (let i = 0; i < 3000; i++) {
+    const base = recorded[i % recorded.length]!
+    const mutated = mutate(base)
+    try {
+      const env = decodeEnvelope(mutated)
+      // A mutation that still parses must fail the signature check.
+      if (!verifyEnvelope(env)) forged++
+      else assert.deepEqual(mutated, base)
+    } catch (err) {
+      assert.ok(err instanceof EnvelopeError, `${String(err)} for ${Buffer.from(mutated).toString('hex')}`)
+      rejected++
+    }
+  }
+  assert.ok(rejected > 1000 && forged > 100, `rejected ${rejected}, forged ${forged}`)
+})
+
+function mutate(base: Uint8Array): Uint8Array {
+  const r = Math.random()
+  const at = Math.floor(Math.random() * base.length)
+  if (r < 0.5) {
+    const out = base.slice()
+    out[at]! ^= 1 << Math.floor(Math.random() * 8)
+    return out
+  }
+  if (r < 0.7) return base.subarray(0, at)
+  if (r < 0.85) return Uint8Array.from([...base.subarray(0, at), ...randomBytes(1 + (at % 5)), ...base.subarray(at)])
+  return Uint8Array.from([...base.subarray(0, at), ...base.subarray(Math.min(base.length, at + 1 + (at % 7)))])
+}
+
+test('the inbound gate rejects each bad envelope with its reason', () => {
+  const kp = keyPair()
+  const key = Buffer.from(kp.publicKey).toString('hex')
+  const lastSeq = new Map<string, number>()
+  const now = 1_700_000_000_000
+  const gate = new InboundGate(key, lastSeq, { limits: DEFAULT_RATE_LIMITS, maxClockSkewMs: 60_000 }, now)
+  const ping = (seq: number, time = now) => encodeEnvelope(kp, seq, time, { type: 'ping', nonce: seq })
+  const reason = (data: Uint8Array, g = gate): string => {
+    try {
+      g.check(data, now)
+    } catch (err) {
+      assert.ok(err instanceof PeerError)
+      return err.code
+    }
+    return 'accepted'
+  }
+  assert.equal(reason(ping(5)), 'accepted')
+  assert.equal(reason(ping(5)), 'replay')
+  assert.equal(reason(ping(4)), 'replay')
+  assert.equal(reason(ping(6, now + 120_000)), 'clock_skew')
+  const forged = ping(7)
+  forged[forged.length - 5]! ^= 0xff
+  assert.equal(reason(forged), 'bad_signature')
+  assert.equal(reason(encodeEnvelope(keyPair(), 8, now, { type: 'ping', nonce: 1 })), 'wrong_sender')
+  assert.equal(reason(sealEnvelope(kp, 9, now, 200, new Uint8Array(1))), 'unknown_type')
+  assert.equal(reason(new Uint8Array(MAX_ENVELOPE_BYTES + 1)), 'oversize')
+  assert.equal(reason(ping(10)), 'accepted')
+  // A second connection of the same sender shares the replay window.
+  const gate2 = new InboundGate(key, lastSeq, { limits: DEFAULT_RATE_LIMITS, maxClockSkewMs: 60_000 }, now)
+  assert.equal(reason(ping(10), gate2), 'replay')
+  const tight = new InboundGate(key, new Map(), {
+    limits: { messagesPerSecond: 1, messageBurst: 2, bytesPerSecond: 1e9, byteBurst: 1e9 },
+    maxClockSkewMs: 60_000
+  }, now)
+  assert.equal(reason(ping(11), tight), 'accepted')
+  assert.equal(reason(ping(12), tight), 'accepted')
+  assert.equal(reason(ping(13), tight), 'rate_limited')
+})
+
+test('token bucket, ban list and report limiter follow the injected clock', () => {
+  const bucket = new TokenBucket(10, 2, 0)
+  assert.ok(bucket.take(2, 0))
+  assert.ok(!bucket.take(1, 50))
+  assert.ok(bucket.take(1, 100))
+  const bans = new BanList()
+  bans.ban('a', 1000)
+  assert.ok(bans.isBanned('a', 999))
+  assert.deepEqual(bans.expire(999), [])
+  assert.ok(!bans.isBanned('a', 1000))
+  assert.deepEqual(bans.expire(1000), ['a'])
+  const reports = new ReportLimiter(2, 1000)
+  assert.equal(reports.admit(0), 0)
+  assert.equal(reports.admit(1), 0)
+  assert.equal(reports.admit(2), null)
+  assert.equal(reports.admit(3), null)
+  assert.equal(reports.admit(1000), 2)
+})
+
+test('secret derivations: domain-separated, weak secrets refused, proofs bound to session and sender', () => {
+  const secret = randomBytes(32)
+  assert.notDeepEqual(deriveTopic(secret), deriveAuthKey(secret))
+  assert.equal(deriveTopic(secret).length, 32)
+  for (const weak of [randomBytes(31), new Uint8Array(32), new TextEncoder().encode('correct horse battery staple!!!!')]) {
+    assert.throws(() => deriveTopic(weak), (err: unknown) => err instanceof ClusterError && err.code === 'weak_secret')
+  }
+  checkClusterSecret(randomBytes(64))
+  const auth = deriveAuthKey(secret)
+  const hash = randomBytes(64)
+  const a = randomBytes(32)
+  const b = randomBytes(32)
+  const proof = secretProof(auth, hash, a)
+  assert.ok(verifySecretProof(auth, hash, a, proof))
+  assert.ok(!verifySecretProof(auth, hash, b, proof), 'reflected proof')
+  assert.ok(!verifySecretProof(auth, randomBytes(64), a, proof), 'other session')
+  assert.ok(!verifySecretProof(deriveAuthKey(randomBytes(32)), hash, a, proof), 'other secret')
+  assert.ok(!verifySecretProof(auth, hash, a, proof.subarray(0, 31)))
+  // The MAC is keyed BLAKE2b-256 over the domain, the handshake hash and the key (documented in auth.ts).
+  const expected = new Uint8Array(32)
+  sodium.crypto_generichash(expected, Buffer.concat([Buffer.from('highwire/proof/v1'), hash, a]), auth)
+  assert.deepEqual(proof, expected)
+})

@@ -1,0 +1,54 @@
+// The part of hyperswarm (4.x) that highwire uses. https://github.com/holepunchto/hyperswarm
+declare module 'hyperswarm' {
+  import { EventEmitter } from 'node:events'
+  import type { Duplex } from 'node:stream'
+  import type DHT from 'hyperdht'
+  import type { KeyPair } from 'hyperdht'
+
+  /** A @hyperswarm/secret-stream: a Noise-encrypted, framed duplex stream. */
+  export interface NoiseSocket extends Duplex {
+    readonly publicKey: Uint8Array
+    readonly remotePublicKey: Uint8Array
+    /** Noise handshake hash `h`, identical on both ends of one connection (set once open). */
+    readonly handshakeHash: Uint8Array
+    readonly isInitiator: boolean
+    setKeepAlive(ms: number): void
+  }
+
+  export interface PeerInfo {
+    readonly publicKey: Uint8Array
+    readonly client: boolean
+    banned: boolean
+    ban(value: boolean): void
+  }
+
+  export interface PeerDiscoverySession {
+    flushed(): Promise<void>
+    destroy(): Promise<void>
+  }
+
+  export interface SwarmOptions {
+    keyPair?: KeyPair
+    dht?: DHT
+    /** Return true to refuse the remote key (checked before the Noise handshake completes). */
+    firewall?: (remotePublicKey: Uint8Array) => boolean
+    maxPeers?: number
+  }
+
+  export default class Hyperswarm extends EventEmitter {
+    constructor(opts?: SwarmOptions)
+    readonly keyPair: KeyPair
+    readonly dht: DHT
+    readonly connections: Set<NoiseSocket>
+    readonly peers: Map<string, PeerInfo>
+    readonly destroyed: boolean
+    join(topic: Uint8Array, opts?: { server?: boolean; client?: boolean }): PeerDiscoverySession
+    joinPeer(publicKey: Uint8Array): void
+    listen(): Promise<void>
+    flush(): Promise<boolean>
+    destroy(opts?: { force?: boolean }): Promise<void>
+    on(event: 'connection', listener: (socket: NoiseSocket, info: PeerInfo) => void): this
+    on(event: 'ban', listener: (info: PeerInfo, err: Error) => void): this
+    on(event: 'update', listener: () => void): this
+  }
+}
