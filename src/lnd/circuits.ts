@@ -161,10 +161,6 @@ export class CircuitTracker {
     this.open = false
   }
 
-  decisionOf (key: CircuitKey): Decision | null {
-    return this.circuits.get(circuitId(key))?.decision ?? null
-  }
-
   offer (htlc: InterceptedHtlc): OfferEffect {
     const id = circuitId(htlc.circuit)
     const known = this.circuits.get(id)
