@@ -1,0 +1,231 @@
+// The audit log of one agent (DESIGN.md "Audit log"): a Corestore under the storage path holding
+// this agent's own Hypercore ('audit') and read-only replicas of every other member's core.
+//
+// Durability. A Hypercore append resolves once hypercore-storage has written its RocksDB write
+// batch (hypercore-storage lib/tx.js -> rocksdb-native WriteBatch), and rocksdb-native passes no
+// WriteOptions (binding.cc: `rocksdb_write(..., nullptr, ...)`), so the WAL is written but never
+// synced: a power cut can lose it. rocksdb-native does expose `db.flush()` (binding.cc
+// `rocksdb_flush`, RocksDB DB::Flush with FlushOptions.wait): the memtable is written to an SST file
+// that RocksDB fsyncs, then the MANIFEST naming it is fsynced. That is the durability point we use:
+// an `append` that asks for durability resolves only after a flush that covers its record.
+// Flushes cost tens of milliseconds on a slow disk, so the writer is a group commit: appends that
+// arrive while a flush is running wait and go out together, as one Hypercore block, in the next.
+//
+// Copies and forks. A Hypercore fork is two different signed histories under one key: exactly what
+// two agents running from copies of one storage directory would write. Corestore guards against
+// both causes (device-file package, file CORESTORE): an exclusive lock while the store is open, and
+// the device file records its inode and an instance id, so a copied directory fails to open with
+// code DEVICE_FILE; we turn that into AuditError 'storage_copied' and refuse to start.
+//
+// Second readers. RocksDB allows read-only opens beside the writer: `AuditLog.open({readOnly})`
+// sees everything appended up to its open (it replays the WAL) but not later appends; to follow a
+// running agent, replicate from it instead.
+import Corestore from 'corestore'
+import type Hypercore from 'hypercore'
+import type { Duplex } from 'node:stream'
+import { encodeBlock, encodeRecord, decodeBlock, type AuditRecord } from './records.ts'
+
+export const AUDIT_CORE_NAME = 'audit'
+// Per-core user data (local, never replicated) listing the replicas to reopen at start-up.
+const REPLICAS_USER_DATA = 'highwire/replicas'
+// A block is one flush group; cap it so a block stays a small replication message.
+export const MAX_BLOCK_RECORDS = 4096
+export const MAX_BLOCK_BYTES = 1 << 20
+
+export type AuditErrorCode = 'storage_copied' | 'storage_locked' | 'read_only' | 'closed' | 'write_failed' | 'bad_key'
+
+export class AuditError extends Error {
+  readonly code: AuditErrorCode
+  constructor(code: AuditErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AuditError'
+    this.code = code
+  }
+}
+
+export interface AuditLogOptions {
+  path: string
+  readOnly?: boolean
+  // Instance id checked by the CORESTORE device file on every open (e.g. the agent's public key):
+  // a storage directory handed to another agent refuses to open.
+  id?: string
+}
+
+export interface FlushStats {
+  blocks: number
+  records: number
+  flushes: number
+  flushMs: number
+}
+
+interface Pending {
+  bytes: Uint8Array
+  durable: boolean
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+export interface BlockRecords {
+  index: number
+  records: AuditRecord[]
+}
+
+export class AuditLog {
+  readonly store: Corestore
+  readonly core: Hypercore
+  readonly readOnly: boolean
+  readonly stats: FlushStats = { blocks: 0, records: 0, flushes: 0, flushMs: 0 }
+  private readonly replicas = new Map<string, Hypercore>()
+  private queue: Pending[] = []
+  private draining: Promise<void> | null = null
+  private closing: Promise<void> | null = null
+
+  private constructor(store: Corestore, core: Hypercore, readOnly: boolean) {
+    this.store = store
+    this.core = core
+    this.readOnly = readOnly
+  }
+
+  static async open(opts: AuditLogOptions): Promise<AuditLog> {
+    const readOnly = opts.readOnly === true
+    const store = new Corestore(opts.path, { readOnly, ...(opts.id === undefined ? {} : { id: opts.id }) })
+    try {
+      await store.ready()
+      const core = store.get({ name: AUDIT_CORE_NAME })
+      await core.ready()
+      const log = new AuditLog(store, core, readOnly)
+      for (const key of await log.replicaKeys()) await log.openReplica(key, { remember: false })
+      return log
+    } catch (err) {
+      await store.close().catch(() => {})
+      throw storageError(err, opts.path)
+    }
+  }
+
+  get key(): Uint8Array {
+    return this.core.key
+  }
+
+  // Queue one record. `durable` (the default) resolves after the flush that covers it; otherwise
+  // it resolves once the record is in the Hypercore (flushed by the next durable append or close).
+  append(record: AuditRecord, { durable = true }: { durable?: boolean } = {}): Promise<void> {
+    if (this.readOnly) return Promise.reject(new AuditError('read_only', 'audit log opened read-only'))
+    if (this.closing !== null) return Promise.reject(new AuditError('closed', 'audit log is closed'))
+    let bytes: Uint8Array
+    try {
+      bytes = encodeRecord(record)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ bytes, durable, resolve, reject })
+      if (this.draining === null) this.draining = this.drain().finally(() => (this.draining = null))
+    })
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const group = this.takeGroup()
+      try {
+        await this.core.append(encodeBlock(group.map((p) => p.bytes)))
+        this.stats.blocks++
+        this.stats.records += group.length
+        for (const p of group) if (!p.durable) p.resolve()
+        if (group.some((p) => p.durable)) await this.flush()
+        for (const p of group) if (p.durable) p.resolve()
+      } catch (err) {
+        const failure = new AuditError('write_failed', `audit append failed: ${(err as Error).message}`, { cause: err })
+        for (const p of group) p.reject(failure)
+      }
+    }
+  }
+
+  private takeGroup(): Pending[] {
+    let bytes = 0
+    let n = 0
+    while (n < this.queue.length && n < MAX_BLOCK_RECORDS) {
+      const size = this.queue[n]!.bytes.byteLength
+      if (n > 0 && bytes + size > MAX_BLOCK_BYTES) break
+      bytes += size
+      n++
+    }
+    return this.queue.splice(0, n)
+  }
+
+  // RocksDB DB::Flush on hypercore-storage's column family: fsyncs everything appended so far.
+  private async flush(): Promise<void> {
+    const start = performance.now()
+    await this.store.storage.db.flush()
+    this.stats.flushes++
+    this.stats.flushMs += performance.now() - start
+  }
+
+  // Replicate all open cores (own and replicas) over a cluster connection: a Noise stream or
+  // socket from src/cluster, or a boolean (initiator) for a plain stream pair in tests.
+  replicate(stream: Duplex | boolean): Duplex {
+    return this.store.replicate(stream)
+  }
+
+  // Open (and remember) another member's core by key, read-only, downloading it live. It is
+  // served to other peers from our storage even after its writer is gone.
+  async openReplica(key: Uint8Array, { remember = true }: { remember?: boolean } = {}): Promise<Hypercore> {
+    if (!(key instanceof Uint8Array) || key.length !== 32) throw new AuditError('bad_key', 'replica key must be 32 bytes')
+    const id = Buffer.from(key).toString('hex')
+    if (id === Buffer.from(this.key).toString('hex')) return this.core
+    const known = this.replicas.get(id)
+    if (known !== undefined) return known
+    const core = this.store.get({ key, writable: false })
+    await core.ready()
+    this.replicas.set(id, core)
+    if (!this.readOnly) core.download({ start: 0, end: -1 })
+    if (remember && !this.readOnly) await this.core.setUserData(REPLICAS_USER_DATA, Buffer.concat([...this.replicas.values()].map((c) => c.key)))
+    return core
+  }
+
+  private async replicaKeys(): Promise<Uint8Array[]> {
+    const list = await this.core.getUserData(REPLICAS_USER_DATA)
+    if (list === null) return []
+    const keys: Uint8Array[] = []
+    for (let i = 0; i + 32 <= list.byteLength; i += 32) keys.push(list.subarray(i, i + 32))
+    return keys
+  }
+
+  // Own core first, then replicas.
+  cores(): Hypercore[] {
+    return [this.core, ...this.replicas.values()]
+  }
+
+  async close(): Promise<void> {
+    if (this.closing === null) this.closing = this.closeOnce()
+    return this.closing
+  }
+
+  private async closeOnce(): Promise<void> {
+    while (this.draining !== null) await this.draining
+    if (!this.readOnly && this.stats.blocks > 0) await this.flush()
+    await this.store.close()
+  }
+}
+
+// Blocks [start, end) of a core that are stored locally, decoded, in order; stops at the first
+// block not yet downloaded. Reads with a RocksDB range scan (hypercore-storage createBlockStream,
+// which Hypercore itself uses in `has` and `audit`) rather than one awaited `get` per block.
+export async function* readBlocks(core: Hypercore, start = 0, end = core.length): AsyncGenerator<BlockRecords> {
+  let next = start
+  for await (const { index, value } of core.state.storage.createBlockStream({ gte: start, lt: end })) {
+    if (index !== next) return
+    next++
+    yield { index, records: decodeBlock(value) }
+  }
+}
+
+function storageError(err: unknown, path: string): Error {
+  const e = err as { code?: string; message?: string }
+  if (e.code === 'DEVICE_FILE') {
+    return new AuditError('storage_copied', `audit storage ${path} was copied or moved (${e.message}); refusing to fork the log`, { cause: err })
+  }
+  if (/could not be locked/i.test(e.message ?? '')) {
+    return new AuditError('storage_locked', `audit storage ${path} is in use by another process`, { cause: err })
+  }
+  return err instanceof Error ? err : new Error(String(err))
+}
