@@ -182,7 +182,7 @@ export function checkHtlc(htlc: InterceptedHtlc, ctx: CheckContext): CheckResult
 
   return {
     ok: true,
-    part: { htlc, sharedSecret, paymentAddr: paymentAddr.slice(), preimage, invoiceAmountMsat: invoice.amountMsat, invoiceExpiryMs }
+    part: { htlc, sharedSecret, paymentAddr: Buffer.from(paymentAddr), preimage, invoiceAmountMsat: invoice.amountMsat, invoiceExpiryMs }
   }
 }
 

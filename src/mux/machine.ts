@@ -203,7 +203,7 @@ export class MuxMachine {
     }
     if (invoice?.cancelled) return []
     if (invoice === undefined) {
-      invoice = { hash: Uint8Array.from(hash), cancelled: false }
+      invoice = { hash: Buffer.from(hash), cancelled: false }
       this.invoices.set(hashHex, invoice)
     }
     invoice.cancelled = true
@@ -363,7 +363,7 @@ export class MuxMachine {
     if (set === undefined && htlc.outgoingAmountMsat > part.invoiceAmountMsat) return unknown('overpayment')
 
     if (invoice === undefined) {
-      invoice = { hash: Uint8Array.from(htlc.paymentHash), cancelled: false }
+      invoice = { hash: Buffer.from(htlc.paymentHash), cancelled: false }
       this.invoices.set(hashHex, invoice)
     }
     const open = set ?? this.openSet(invoice, part)
@@ -473,7 +473,7 @@ export class MuxMachine {
     const hashHex = hex(record.hash)
     let invoice = this.invoices.get(hashHex)
     if (invoice === undefined) {
-      invoice = { hash: Uint8Array.from(record.hash), cancelled: false }
+      invoice = { hash: Buffer.from(record.hash), cancelled: false }
       this.invoices.set(hashHex, invoice)
     }
     switch (record.type) {

@@ -36,7 +36,7 @@ function bad(what: string): MuxError {
 function bytes(json: Json, name: string, length: number): Uint8Array {
   const v = json[name]
   if (typeof v !== 'string' || v.length !== length * 2 || !/^[0-9a-f]*$/.test(v)) throw bad(`${name} must be ${length} bytes of lowercase hex`)
-  return Uint8Array.from(Buffer.from(v, 'hex'))
+  return Buffer.from(v, 'hex')
 }
 
 function u64(json: Json, name: string): bigint {
