@@ -120,6 +120,7 @@ export interface PaymentAttempt {
   totalAmountMsat: bigint
   totalFeesMsat: bigint
   failureCode: string | null
+  failureSourceIndex: number | null // hop that reported the failure: 0 is us, 1 our peer, ...
 }
 
 export interface Payment {
@@ -190,7 +191,7 @@ interface RawPayReq {
 }
 interface RawAttempt {
   attempt_id: U64, status: string, route: { total_amt_msat: U64, total_fees_msat: U64, hops: Array<{ chan_id: U64 }> } | null,
-  failure: { code: string } | null
+  failure: { code: string, failure_source_index: number } | null
 }
 interface RawPayment {
   payment_hash: string, status: string, payment_preimage: string, value_msat: U64, fee_msat: U64,
@@ -336,7 +337,8 @@ export function toPayment (raw: RawPayment, node: string): Payment {
         firstHopChanId: firstHop === undefined ? null : parseU64(firstHop.chan_id, node, 'hop chan_id'),
         totalAmountMsat: parseU64(a.route?.total_amt_msat ?? '0', node, 'total_amt_msat'),
         totalFeesMsat: parseU64(a.route?.total_fees_msat ?? '0', node, 'total_fees_msat'),
-        failureCode: a.failure?.code ?? null
+        failureCode: a.failure?.code ?? null,
+        failureSourceIndex: a.failure?.failure_source_index ?? null
       }
     })
   }

@@ -85,7 +85,7 @@ test('payment updates become typed payments; bad values are typed errors', () =>
   }
   const p = toPayment(raw, 'alice')
   assert.equal(p.valueMsat, 1000000n)
-  assert.deepEqual(p.attempts, [{ attemptId: 2n ** 64n - 1n, status: 'SUCCEEDED', firstHopChanId: 123n, totalAmountMsat: 1001000n, totalFeesMsat: 1000n, failureCode: null }])
+  assert.deepEqual(p.attempts, [{ attemptId: 2n ** 64n - 1n, status: 'SUCCEEDED', firstHopChanId: 123n, totalAmountMsat: 1001000n, totalFeesMsat: 1000n, failureCode: null, failureSourceIndex: null }])
   assert.throws(() => toPayment({ ...raw, status: 'WEIRD' }, 'alice'), { code: 'bad_response' })
   assert.throws(() => toPayment({ ...raw, fee_msat: '-1' }, 'alice'), { code: 'bad_response' })
   assert.throws(() => toPayment({ ...raw, fee_msat: '18446744073709551616' }, 'alice'), { code: 'bad_response' })
