@@ -348,7 +348,8 @@ function parseHrp(hrp: string): { network: Network; amountMsat: bigint | undefin
   const amount = hrp.slice(prefix.length)
   if (amount === '') return { network, amountMsat: undefined }
   // BOLT 11 reader: fail if `amount` has a non-digit or is followed by anything but a multiplier.
-  const m = /^([0-9]+)([munp]?)$/.exec(amount)
+  // 21 digits cover 2^64-1 msat even in pico-bitcoin; longer is refused before any bigint arithmetic.
+  const m = /^([0-9]{1,21})([munp]?)$/.exec(amount)
   if (m === null) throw new InvoiceError('invalid_amount', `invalid amount "${amount.slice(0, 24)}"`)
   const digits = BigInt(m[1]!)
   const multiplier = m[2]!

@@ -254,5 +254,8 @@ test('huge inputs are handled in linear time', () => {
   for (let i = 7; i + 3 <= words.length - 104; i += 3 + 31) words.set([10, 0, 31], i) // unknown type 10, 31 words each
   const huge = decodeChecked(bech32Encode('lnbc', words))
   assert.ok(huge instanceof InvoiceError)
+  // A million-digit amount is refused without bigint arithmetic on it.
+  const amount = decodeChecked(bech32Encode('lnbc' + '9'.repeat(1_000_000) + 'p', words.subarray(0, 200)))
+  assert.ok(amount instanceof InvoiceError && amount.code === 'invalid_amount')
   assert.ok(Date.now() - started < 2000, 'huge inputs took too long')
 })

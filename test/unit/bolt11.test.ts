@@ -257,7 +257,9 @@ test('reader: networks by prefix, including signet (lntbs) and regtest (lnbcrt);
 test('reader: amount multipliers, the `p` last-digit rule, and malformed amounts', () => {
   const amounts: [string, bigint][] = [['1', 100_000_000_000n], ['2m', 200_000_000n], ['3u', 300_000n], ['4n', 400n], ['50p', 5n], ['10p', 1n]]
   for (const [text, msat] of amounts) assert.equal(decodeInvoice(raw([P, S, D], 'lnbc' + text)).amountMsat, msat, text)
-  for (const bad of ['11p', '2500x', '1.5m', 'm', '-1', '1mm', '184467440737096'])
+  // The largest u64 msat amount in pico-bitcoin has 21 digits; one more msat or one more digit is refused.
+  assert.equal(decodeInvoice(raw([P, S, D], 'lnbc184467440737095516150p')).amountMsat, (1n << 64n) - 1n)
+  for (const bad of ['11p', '2500x', '1.5m', 'm', '-1', '1mm', '184467440737096', '184467440737095516160p', '0001844674407370955161500p'])
     rejects(raw([P, S, D], 'lnbc' + bad), 'invalid_amount')
 })
 
