@@ -7,7 +7,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { secp256k1 } from './secp256k1.ts'
 import { chacha20, cipherStream, generateKey, hmacSha256, sha256 } from './sphinx.ts'
-import { bigSizeLength, decodeBigSize, writeBigSize } from './bigsize.ts'
+import { MAX_U64, bigSizeLength, decodeBigSize, writeBigSize } from './bigsize.ts'
 import { TlvError, decodeTu32, decodeTu64, encodeTlvStream, encodeTu32, encodeTu64, scanTlvStream, type TlvRecord } from './tlv.ts'
 
 export const ONION_VERSION = 0
@@ -39,19 +39,22 @@ export type OnionErrorCode = 'invalid_length' | 'invalid_version' | 'invalid_key
  * invalid_onion_version/_key/_hmac and invalid_onion_payload); 'invalid_route' is a builder error.
  * For 'invalid_payload', `tlvType` and `offset` are the fields of invalid_onion_payload: the type of
  * the offending record (0 when the stream framing itself is broken) and the byte offset of the
- * offending value within the hop payload's TLV stream.
+ * offending value within the hop payload's TLV stream; when peelOnion raises it, `sharedSecret` is
+ * set too, since invalid_onion_payload goes back encrypted to the payer.
  */
 export class OnionError extends Error {
   readonly code: OnionErrorCode
   readonly tlvType: bigint | undefined
   readonly offset: number | undefined
+  readonly sharedSecret: Uint8Array | undefined
 
-  constructor(code: OnionErrorCode, message: string, where?: { tlvType: bigint; offset: number }) {
+  constructor(code: OnionErrorCode, message: string, where?: { tlvType: bigint; offset: number; sharedSecret?: Uint8Array }) {
     super(message)
     this.name = 'OnionError'
     this.code = code
     this.tlvType = where?.tlvType
     this.offset = where?.offset
+    this.sharedSecret = where?.sharedSecret
   }
 }
 
@@ -154,13 +157,10 @@ export function decodeHopPayload(tlv: Uint8Array): HopPayload {
 }
 
 function u64(n: bigint, what: string): Uint8Array {
+  // DataView.setBigUint64 silently wraps modulo 2^64, so the range is checked here.
+  if (n < 0n || n > MAX_U64) throw new TlvError('out_of_range', `${what} out of range: ${n}`)
   const out = new Uint8Array(8)
-  try {
-    new DataView(out.buffer).setBigUint64(0, n)
-  } catch {
-    throw new TlvError('out_of_range', `${what} out of range: ${n}`)
-  }
-  if (n < 0n) throw new TlvError('out_of_range', `${what} out of range: ${n}`)
+  new DataView(out.buffer).setBigUint64(0, n)
   return out
 }
 
@@ -310,6 +310,26 @@ function isZero(bytes: Uint8Array): boolean {
   return acc === 0
 }
 
+/** Splits decrypted hop_payloads into this hop's payload (parsed) and the next HMAC. */
+function readHop(hopPayloads: Uint8Array): { payload: HopPayload; rawPayload: Uint8Array; nextHmac: Uint8Array; frame: number } {
+  let length: { value: bigint; size: number }
+  try {
+    length = decodeBigSize(hopPayloads, 0)
+  } catch (err) {
+    if (err instanceof TlvError) throw new OnionError('invalid_payload', `onion: payload length: ${err.message}`, { tlvType: 0n, offset: 0 })
+    throw err
+  }
+  if (length.value === 0n) {
+    throw new OnionError('invalid_payload', 'onion: legacy (zero-length) payload is not supported', { tlvType: 0n, offset: 0 })
+  }
+  if (length.value > BigInt(ROUTING_INFO_LENGTH - length.size - HMAC_LENGTH)) {
+    throw new OnionError('invalid_payload', `onion: payload length ${length.value} overflows hop_payloads`, { tlvType: 0n, offset: 0 })
+  }
+  const end = length.size + Number(length.value)
+  const rawPayload = hopPayloads.subarray(length.size, end)
+  return { payload: decodeHopPayload(rawPayload), rawPayload, nextHmac: hopPayloads.subarray(end, end + HMAC_LENGTH), frame: end + HMAC_LENGTH }
+}
+
 /**
  * Peels one layer with this node's key. Checks, in BOLT 4 order: length, version, ephemeral key,
  * HMAC (over hop_payloads ‖ associated data, constant time), then the payload. The rho stream is
@@ -329,29 +349,23 @@ export function peelOnion(packet: Uint8Array, nodeKey: Uint8Array, associatedDat
 
   const rho = chacha20(generateKey('rho', sharedSecret))
   const hopPayloads = rho.update(routingInfo)
-  let length: { value: bigint; size: number }
+  let hop: ReturnType<typeof readHop>
   try {
-    length = decodeBigSize(hopPayloads, 0)
+    hop = readHop(hopPayloads)
   } catch (err) {
-    if (err instanceof TlvError) throw new OnionError('invalid_payload', `onion: payload length: ${err.message}`, { tlvType: 0n, offset: 0 })
-    throw err
+    if (!(err instanceof OnionError)) throw err
+    throw new OnionError(err.code, err.message, { tlvType: err.tlvType ?? 0n, offset: err.offset ?? 0, sharedSecret })
   }
-  if (length.value === 0n) {
-    throw new OnionError('invalid_payload', 'onion: legacy (zero-length) payload is not supported', { tlvType: 0n, offset: 0 })
-  }
-  if (length.value > BigInt(ROUTING_INFO_LENGTH - length.size - HMAC_LENGTH)) {
-    throw new OnionError('invalid_payload', `onion: payload length ${length.value} overflows hop_payloads`, { tlvType: 0n, offset: 0 })
-  }
-  const end = length.size + Number(length.value)
-  const frame = end + HMAC_LENGTH
-  const rawPayload = hopPayloads.subarray(length.size, end)
-  const nextHmac = hopPayloads.subarray(end, frame)
+  const { payload, rawPayload, nextHmac, frame } = hop
   const isFinal = isZero(nextHmac)
-  const payload = decodeHopPayload(rawPayload)
   if (isFinal) return { sharedSecret, payload, rawPayload, isFinal }
 
   if (payload.shortChannelId === undefined) {
-    throw new OnionError('invalid_payload', 'onion: forwarding hop without short_channel_id', { tlvType: PayloadType.SHORT_CHANNEL_ID, offset: 0 })
+    throw new OnionError('invalid_payload', 'onion: forwarding hop without short_channel_id', {
+      tlvType: PayloadType.SHORT_CHANNEL_ID,
+      offset: 0,
+      sharedSecret
+    })
   }
   const nextPacket = new Uint8Array(ONION_PACKET_LENGTH)
   nextPacket[0] = ONION_VERSION

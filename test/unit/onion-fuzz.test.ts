@@ -178,6 +178,7 @@ test('fuzz: onion packets, mutated and with valid HMACs over random hop_payloads
       assert.equal(peeled.nextPacket?.length ?? ONION_PACKET_LENGTH, ONION_PACKET_LENGTH)
     }, (e) => {
       assert.equal((e as OnionError).code, 'invalid_payload')
+      assert.deepEqual((e as OnionError).sharedSecret, sharedSecret)
       count('sealed_invalid_payload')
     })
   }

@@ -158,7 +158,7 @@ test('peel: a forwarding hop without short_channel_id is an invalid payload', ()
   const a = randomBytes(32)
   const b = randomBytes(32)
   const final = encodeHopPayload({ amtToForward: 1n, outgoingCltvValue: 1 })
-  const { packet } = buildOnion(
+  const { packet, sharedSecrets } = buildOnion(
     [
       { pubkey: secp256k1.publicKey(a), payload: final },
       { pubkey: secp256k1.publicKey(b), payload: final }
@@ -167,6 +167,8 @@ test('peel: a forwarding hop without short_channel_id is an invalid payload', ()
     associatedData
   )
   assertOnionError(() => peelOnion(packet, a, associatedData), 'invalid_payload', 6n)
+  // invalid_onion_payload is returned encrypted, so the error carries the shared secret.
+  assert.throws(() => peelOnion(packet, a, associatedData), (err: unknown) => err instanceof OnionError && toHex(err.sharedSecret!) === toHex(sharedSecrets[0]!))
 })
 
 test('build: bad routes are refused with typed errors', () => {
