@@ -119,10 +119,12 @@ export class AuditLog {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ bytes, durable, resolve, reject })
-      if (this.draining === null) this.draining = this.drain().finally(() => (this.draining = null))
+      if (this.draining === null) this.draining = this.drain()
     })
   }
 
+  // Clears `draining` in the same tick as it sees the queue empty, so an append made by a caller
+  // resumed from this very drain starts the next one instead of waiting forever.
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const group = this.takeGroup()
@@ -138,6 +140,7 @@ export class AuditLog {
         for (const p of group) p.reject(failure)
       }
     }
+    this.draining = null
   }
 
   private takeGroup(): Pending[] {

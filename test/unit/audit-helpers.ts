@@ -6,20 +6,35 @@ import type { TestContext } from 'node:test'
 import { AuditLog } from '../../src/audit/log.ts'
 import type { AuditRecord, HtlcRef } from '../../src/audit/records.ts'
 
+// Cleanups run last-registered first, so stores close before their directories are removed
+// (node:test runs `t.after` hooks in registration order).
+const stacks = new WeakMap<TestContext, Array<() => unknown>>()
+export function defer(t: TestContext, fn: () => unknown): void {
+  let stack = stacks.get(t)
+  if (stack === undefined) {
+    const fresh: Array<() => unknown> = []
+    stacks.set(t, (stack = fresh))
+    t.after(async () => {
+      while (fresh.length > 0) await fresh.pop()!()
+    })
+  }
+  stack.push(fn)
+}
+
 export async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'highwire-audit-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
+  defer(t, () => rm(dir, { recursive: true, force: true }))
   return dir
 }
 
-// Opens a log and closes it after the test (before the temp dir is removed: t.after runs LIFO).
 export async function openLog(t: TestContext, path: string, opts: { readOnly?: boolean; id?: string } = {}): Promise<AuditLog> {
   const log = await AuditLog.open({ path, ...opts })
-  t.after(() => log.close())
+  defer(t, () => log.close())
   return log
 }
 
-export const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill)
+// Buffers, as compact-encoding decodes bytes to Buffers (deepEqual compares prototypes).
+export const bytes = (n: number, fill: number): Uint8Array => Buffer.alloc(n, fill)
 
 export function htlc(nodeFill: number, chanId: bigint, htlcId: bigint, amountMsat: bigint): HtlcRef {
   return { circuit: { node: bytes(33, nodeFill), chanId, htlcId }, amountMsat }

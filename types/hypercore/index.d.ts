@@ -19,6 +19,7 @@ declare module 'hypercore' {
     readonly discoveryKey: Uint8Array
     readonly length: number
     readonly contiguousLength: number
+    readonly byteLength: number
     readonly fork: number
     readonly writable: boolean
     readonly readable: boolean

@@ -1,0 +1,175 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { cp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { AuditLog, readBlocks } from '../../src/audit/log.ts'
+import { AuditMuxStore } from '../../src/audit/mux-store.ts'
+import { PeerWriteLimiter } from '../../src/audit/limit.ts'
+import { state } from '../../src/audit/replay.ts'
+import type { AuditRecord } from '../../src/audit/records.ts'
+import type { MuxRecord } from '../../src/mux/types.ts'
+import { tempDir, openLog, defer, bytes, settle } from './audit-helpers.ts'
+
+async function recordsOf(log: AuditLog, core = log.core): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = []
+  for await (const { records } of readBlocks(core)) out.push(...records)
+  return out
+}
+
+test('a durable append resolves only after the RocksDB flush that covers it; concurrent appends share flushes', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const events: string[] = []
+  const db = log.store.storage.db
+  const flush = db.flush.bind(db)
+  db.flush = async () => {
+    events.push('flush-start')
+    await flush()
+    events.push('flush-end')
+  }
+  const lazy = log.append({ type: 'agent_start', time: 1, software: 'highwire', agent: bytes(32, 1) }, { durable: false })
+    .then(() => events.push('lazy-resolved'))
+  const durable = log.append(settle(1, 2)).then(() => events.push('durable-resolved'))
+  await Promise.all([lazy, durable])
+  assert.ok(events.indexOf('durable-resolved') > events.indexOf('flush-end'), events.join(','))
+  assert.ok(events.indexOf('lazy-resolved') < events.indexOf('flush-end'), 'a lazy append does not wait for a flush')
+
+  const before = log.stats.flushes
+  await Promise.all(Array.from({ length: 500 }, (_, i) => log.append(settle(i + 10, 3 + i))))
+  const flushes = log.stats.flushes - before
+  assert.ok(flushes >= 1 && flushes <= 3, `500 concurrent appends took ${flushes} flushes`)
+  assert.equal((await recordsOf(log)).length, 502)
+})
+
+test('a record that fails to encode rejects its own append only', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const bad = log.append({ ...settle(1, 1), hash: bytes(3, 0) } as AuditRecord)
+  const good = log.append(settle(2, 2))
+  await assert.rejects(bad, { code: 'invalid_field' })
+  await good
+  assert.equal((await recordsOf(log)).length, 1)
+})
+
+test('a restart rebuilds the same state from the own core, through the mux store too', async (t) => {
+  const dir = await tempDir(t)
+  const muxRecords: MuxRecord[] = [
+    { type: 'settle_requested', hash: bytes(32, 1), setId: bytes(32, 2), paymentAddr: bytes(32, 3), amountMsat: 7n, htlcs: [], time: 1 },
+    { type: 'final', hash: bytes(32, 1), setId: bytes(32, 2), status: 'settled', time: 2 },
+    { type: 'cancelled', hash: bytes(32, 4), time: 3 },
+    { type: 'settle_requested', hash: bytes(32, 5), setId: bytes(32, 6), paymentAddr: bytes(32, 3), amountMsat: 9n, htlcs: [], time: 4 }
+  ]
+  const first = await AuditLog.open({ path: dir })
+  for (const r of muxRecords) await new AuditMuxStore(first).append(r)
+  const before = await state(first)
+  await first.close()
+
+  const again = await openLog(t, dir)
+  const after = await state(again)
+  assert.deepEqual(after, before)
+  assert.deepEqual([...after.invoices.values()].map((e) => e.status), ['settled', 'cancelled', 'settle_requested'])
+  const loaded: MuxRecord[] = []
+  for await (const r of new AuditMuxStore(again).load()) loaded.push(r)
+  assert.deepEqual(loaded, muxRecords)
+})
+
+test('storage: one writer at a time, read-only readers beside it, and a copied directory refuses to open', async (t) => {
+  const dir = await tempDir(t)
+  const log = await AuditLog.open({ path: dir, id: 'agent-a' })
+  await log.append(settle(1, 1))
+  await assert.rejects(AuditLog.open({ path: dir }), { code: 'storage_locked' })
+
+  const reader = await AuditLog.open({ path: dir, readOnly: true })
+  assert.deepEqual(reader.key, log.key)
+  assert.equal((await recordsOf(reader)).length, 1)
+  await assert.rejects(reader.append(settle(2, 2)), { code: 'read_only' })
+  await reader.close()
+  await log.close()
+
+  // Two agents running from copies would sign two histories under one key: a fork. Refuse.
+  const copy = join(dir, '..', `${dir.split('/').pop()}-copy`)
+  defer(t, () => rm(copy, { recursive: true, force: true }))
+  await cp(dir, copy, { recursive: true })
+  await assert.rejects(AuditLog.open({ path: copy, id: 'agent-a' }), { code: 'storage_copied' })
+  await assert.rejects(AuditLog.open({ path: dir, id: 'agent-b' }), { code: 'storage_copied' }, 'another agent id')
+  const reopened = await openLog(t, dir, { id: 'agent-a' })
+  assert.equal((await recordsOf(reopened)).length, 1)
+})
+
+function pipe(a: AuditLog, b: AuditLog): () => void {
+  const s1 = a.replicate(true)
+  const s2 = b.replicate(false)
+  s1.pipe(s2).pipe(s1)
+  s1.on('error', () => {})
+  s2.on('error', () => {})
+  return () => {
+    s1.destroy()
+    s2.destroy()
+  }
+}
+
+async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out waiting for replication')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+test('members replicate each other, keep replicas across restarts, and serve them after the writer is gone', async (t) => {
+  const [da, db, dc] = [await tempDir(t), await tempDir(t), await tempDir(t)]
+  const a = await AuditLog.open({ path: da })
+  const b = await AuditLog.open({ path: db })
+  for (let i = 0; i < 3; i++) await a.append(settle(i, i))
+  const unpipe = pipe(a, b)
+  const replica = await b.openReplica(a.key)
+  await until(() => replica.contiguousLength === a.core.length)
+  await a.append(settle(9, 9)) // live: later appends follow
+  await until(() => replica.contiguousLength === a.core.length)
+  const expected = await recordsOf(a)
+  unpipe()
+  await a.close()
+  await b.close()
+
+  const b2 = await openLog(t, db) // remembers its replica
+  assert.equal(b2.cores().length, 2)
+  assert.deepEqual(await recordsOf(b2, b2.cores()[1]), expected)
+  const c = await openLog(t, dc)
+  defer(t, pipe(b2, c))
+  const served = await c.openReplica(a.key)
+  await until(() => served.contiguousLength === expected.length ? true : (served.update(), false))
+  assert.deepEqual(await recordsOf(c, served), expected)
+  assert.equal(served.writable, false)
+})
+
+test('a flood from one peer writes a bounded number of records', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const limiter = new PeerWriteLimiter({ recordsPerSecond: 50, recordBurst: 100, bytesPerSecond: 1e6, byteBurst: 1e6, summaryIntervalMs: 1000 })
+  const flooder = bytes(32, 0xf1)
+  const honest = bytes(32, 0x40)
+  const envelope = bytes(200, 0xee)
+  const writes: Promise<void>[] = []
+  let honestAdmitted = 0
+  // 20,000 messages from the flooder over 2 simulated seconds, one honest message every 100 ms.
+  for (let i = 0; i < 20_000; i++) {
+    const now = 1_000_000 + Math.floor(i / 10)
+    if (limiter.admit(flooder, envelope.length, now)) writes.push(log.append({ type: 'envelope', time: now, peer: flooder, envelope }, { durable: false }))
+    const summary = limiter.summary(flooder, now)
+    if (summary !== null) writes.push(log.append(summary, { durable: false }))
+    if (i % 1000 === 0 && limiter.admit(honest, envelope.length, now)) {
+      honestAdmitted++
+      writes.push(log.append({ type: 'envelope', time: now, peer: honest, envelope }, { durable: false }))
+    }
+  }
+  const last = limiter.summary(flooder, 1_002_500) // what is still counted once the interval has passed
+  assert.ok(last !== null)
+  writes.push(log.append(last, { durable: false }))
+  await Promise.all(writes)
+  const records = await recordsOf(log)
+  const fromFlooder = records.filter((r) => r.type === 'envelope' && Buffer.from(r.peer).equals(Buffer.from(flooder))).length
+  const summaries = records.filter((r) => r.type === 'rate_limited')
+  assert.ok(fromFlooder <= 100 + 50 * 2 + 1, `flooder wrote ${fromFlooder} records`)
+  assert.ok(summaries.length >= 2 && summaries.length <= 4, `${summaries.length} summaries`)
+  const dropped = summaries.reduce((s, r) => s + (r.type === 'rate_limited' ? r.dropped : 0), 0)
+  assert.equal(dropped + fromFlooder, 20_000, 'every message is either written or counted')
+  assert.ok(log.core.byteLength < 64 * 1024, `core grew to ${log.core.byteLength} bytes`)
+  assert.equal(honestAdmitted, 20, 'the honest peer keeps its budget')
+})
