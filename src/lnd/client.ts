@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { Lightning, Router, Invoices } from './proto.ts'
 import { LndError } from './errors.ts'
+import type { InterceptorHtlcEvent } from './interceptor.ts'
 import { ReconnectingStream, systemClock, type BackoffOptions, type Clock, type StreamEvent } from './stream.ts'
 
 export interface LndConnection {
@@ -20,8 +21,15 @@ export interface LndClientOptions {
   backoff?: BackoffOptions
   clock?: Clock
   random?: () => number
-  onEvent?: (event: StreamEvent) => void
+  onEvent?: (event: LndEvent) => void // connects, disconnects, interceptor decisions: log and audit
 }
+
+// Everything the LND layer reports about a node. Never carries a macaroon or a preimage.
+export type LndEvent = StreamEvent | InterceptorHtlcEvent
+
+// Failures of the connection rather than answers of lnd: a payment stream that ends with one
+// of these is followed with TrackPaymentV2, since lnd keeps paying without us.
+const TRANSPORT_FAILURES: ReadonlySet<number> = new Set([grpc.status.UNAVAILABLE, grpc.status.INTERNAL])
 
 export const DEFAULT_DEADLINE_MS = 30_000
 // ListChannels and DescribeGraph answers of a large node exceed grpc-js's 4 MiB default;
@@ -381,7 +389,7 @@ export class LndClient {
   readonly clock: Clock
   readonly random: () => number
   readonly backoff: BackoffOptions | undefined
-  readonly onEvent: (event: StreamEvent) => void
+  readonly onEvent: (event: LndEvent) => void
   private readonly deadlineMs: number
 
   constructor (conn: LndConnection, opts: LndClientOptions = {}) {
@@ -499,7 +507,7 @@ export class LndClient {
     try {
       return await this.followOnce('SendPaymentV2', raw, (p) => { hash = p.paymentHash; onUpdate?.(p) })
     } catch (err) {
-      if (!(err instanceof LndError) || err.code !== 'rpc_failed' || err.grpcCode === grpc.status.INVALID_ARGUMENT) throw err
+      if (!(err instanceof LndError) || err.grpcCode === undefined || !TRANSPORT_FAILURES.has(err.grpcCode)) throw err
       if (hash === null && req.paymentRequest !== undefined) hash = (await this.decodePayReq(req.paymentRequest)).paymentHash
       if (hash === null) throw err
       return await this.trackPayment(hash, onUpdate)

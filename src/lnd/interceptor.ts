@@ -8,20 +8,21 @@ import { parseU64, type InterceptorCall, type LndClient, type RawInterceptReques
 import { LndError } from './errors.ts'
 import { ReconnectingStream, type StreamEvent } from './stream.ts'
 
-export type InterceptorEvent =
-  | StreamEvent
+export type InterceptorHtlcEvent =
   | { type: 'htlc_bad_request', node: string, error: string } // unparseable offer, left unanswered
   | { type: 'htlc_resumed', node: string, circuit: string }
   | { type: 'htlc_replayed', node: string, circuit: string, action: RawInterceptResponse['action'] }
   | { type: 'htlc_withheld', node: string, circuit: string, reason: 'not_sendable_on_chain' | 'duplicate' }
   | { type: 'htlc_expired', node: string, circuit: string, autoFailHeight: number }
 
+export type InterceptorEvent = StreamEvent | InterceptorHtlcEvent
+
 export interface InterceptorOptions {
   client: LndClient
   onHtlc: (htlc: InterceptedHtlc) => void
   // lnd failed a held HTLC back by itself (auto_fail_height reached before a decision went out).
   onExpired?: (htlc: InterceptedHtlc) => void
-  onEvent?: (event: InterceptorEvent) => void
+  onEvent?: (event: InterceptorEvent) => void // default: the client's onEvent
 }
 
 export type ResolveResult = 'sent' | 'deferred' | 'duplicate' | 'withheld'
@@ -64,7 +65,7 @@ export class HtlcInterceptor {
     this.opts = opts
     this.node = client.name
     this.tracker = new CircuitTracker(virtualScid(Buffer.from(client.pubkey, 'hex')))
-    this.emit = opts.onEvent ?? (() => {})
+    this.emit = opts.onEvent ?? client.onEvent
     this.stream = new ReconnectingStream<RawInterceptRequest, InterceptorCall>({
       node: this.node,
       stream: 'HtlcInterceptor',
@@ -72,7 +73,7 @@ export class HtlcInterceptor {
       onOpen: () => this.tracker.streamOpened(),
       onClose: () => this.tracker.streamClosed(),
       onMessage: (raw, call) => this.onRequest(raw, call),
-      onEvent: (e) => { client.onEvent(e); this.emit(e) },
+      onEvent: (e) => this.emit(e),
       backoff: client.backoff,
       clock: client.clock,
       random: client.random

@@ -65,6 +65,7 @@ export class ReconnectingStream<T, C extends StreamCall<T> = StreamCall<T>> {
   private readonly clock: Clock
   private readonly random: () => number
   private call: C | null = null
+  private closeCurrent: ((err: Error | null) => void) | null = null
   private timer: unknown = null
   private attempt = 0
   private running = false
@@ -86,12 +87,14 @@ export class ReconnectingStream<T, C extends StreamCall<T> = StreamCall<T>> {
     this.connect()
   }
 
+  // Closes synchronously: when stop() returns, onClose has run and no stream is current, even
+  // though grpc-js reports the cancellation itself later.
   stop (): void {
     this.running = false
     if (this.timer !== null) this.clock.clearTimeout(this.timer)
     this.timer = null
     const call = this.call
-    this.call = null
+    this.closeCurrent?.(null)
     call?.cancel()
   }
 
@@ -102,13 +105,13 @@ export class ReconnectingStream<T, C extends StreamCall<T> = StreamCall<T>> {
     const openedAt = this.clock.now()
     let closed = false
     const call = this.opts.open()
-    this.call = call
-    this.opts.onEvent({ type: 'stream_open', node, stream, attempt: this.attempt })
-
     const close = (err: (Error & { code?: number }) | null): void => {
       if (closed) return
       closed = true
-      if (this.call === call) this.call = null
+      if (this.call === call) {
+        this.call = null
+        this.closeCurrent = null
+      }
       this.opts.onEvent({ type: 'stream_closed', node, stream, error: err === null ? null : err.message, grpcCode: err?.code ?? null })
       this.opts.onClose?.(call)
       if (!this.running) return
@@ -118,6 +121,9 @@ export class ReconnectingStream<T, C extends StreamCall<T> = StreamCall<T>> {
       this.attempt++
       this.timer = this.clock.setTimeout(() => this.connect(), delayMs)
     }
+    this.call = call
+    this.closeCurrent = close
+    this.opts.onEvent({ type: 'stream_open', node, stream, attempt: this.attempt })
 
     call.on('data', (message: T) => {
       if (closed) return

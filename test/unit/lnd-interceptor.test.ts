@@ -36,7 +36,8 @@ function offer (htlcId: number, over: Partial<RawInterceptRequest> = {}): RawInt
 class FakeDuplex extends EventEmitter {
   written: RawInterceptResponse[] = []
   write (m: RawInterceptResponse): boolean { this.written.push(m); return true }
-  cancel (): void { this.emit('error', Object.assign(new Error('1 CANCELLED'), { code: 1 })) }
+  // grpc-js reports a cancellation asynchronously.
+  cancel (): void { process.nextTick(() => this.emit('error', Object.assign(new Error('1 CANCELLED'), { code: 1 }))) }
 }
 
 function harness () {
@@ -113,6 +114,21 @@ test('block heights expire unanswered HTLCs as lnd does', () => {
   assert.deepEqual(expired.map(h => h.circuit.htlcId), [2n])
   assert.deepEqual(events.at(-1), { type: 'htlc_expired', node: 'alice', circuit: '123456789:2', autoFailHeight: 281 })
   assert.throws(() => interceptor.resolve({ chanId: 123456789n, htlcId: 2n }, { action: 'resume' }), { code: 'htlc_expired' })
+  assert.equal(calls[0]!.written.length, 0)
+  interceptor.stop()
+})
+
+test('stop() closes at once: a decision right after it waits for the next stream', async () => {
+  const { calls, interceptor } = harness()
+  interceptor.start()
+  calls[0]!.emit('data', offer(4))
+  interceptor.stop()
+  assert.equal(interceptor.resolve({ chanId: 123456789n, htlcId: 4n }, { action: 'resume' }), 'deferred')
+  await new Promise(resolve => process.nextTick(resolve)) // the late CANCELLED changes nothing
+  interceptor.start()
+  assert.equal(calls.length, 2)
+  calls[1]!.emit('data', offer(4))
+  assert.deepEqual(calls[1]!.written, [{ incoming_circuit_key: { chan_id: '123456789', htlc_id: '4' }, action: 'RESUME' }])
   assert.equal(calls[0]!.written.length, 0)
   interceptor.stop()
 })
