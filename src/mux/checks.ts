@@ -18,7 +18,6 @@ import { OnionError, PayloadType, peelOnion, type HopPayload } from '../ln/onion
 import { FailureCode, createFailurePacket, encodeFailureMessage, type FailureMessage } from '../ln/failure.ts'
 import { parsePaymentAddr, statelessPreimage, type VirtualChannelPolicy } from '../ln/stateless.ts'
 import { virtualScid } from '../ln/scid.ts'
-import { secp256k1 } from '../ln/secp256k1.ts'
 import type { Decision, FailReason, InterceptedHtlc } from './types.ts'
 
 export interface CheckContext {
@@ -117,9 +116,9 @@ function peel(htlc: InterceptedHtlc, identityKey: Uint8Array): Peeled {
     if (!(err instanceof OnionError)) throw err
     const malformed = MALFORMED[err.code]
     if (malformed !== undefined) return { ok: false, result: failWithCode(malformed.reason, malformed.code) }
-    // invalid_payload: the HMAC checked out, so the ephemeral key is valid and the shared secret
-    // is the one the payer holds (OnionError does not carry it; one more ECDH on a rare path).
-    const sharedSecret = secp256k1.ecdh(htlc.onionBlob.subarray(1, 34), identityKey)
+    // invalid_payload: the HMAC checked out, so peelOnion hands over the shared secret to encrypt with.
+    const sharedSecret = err.sharedSecret
+    if (sharedSecret === undefined) throw err
     return {
       ok: false,
       result: failEncrypted('invalid_onion_payload', sharedSecret, {
