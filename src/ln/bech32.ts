@@ -97,21 +97,30 @@ export function bech32Decode(str: string): { hrp: string; words: Uint8Array } {
   return { hrp, words }
 }
 
-/** Pack bytes into 5-bit words, zero-padding the last word. */
-export function bytesToWords(bytes: Uint8Array): Uint8Array {
-  const words = new Uint8Array(Math.ceil((bytes.length * 8) / 5))
+/** Words needed for `byteLength` bytes. */
+export const wordLength = (byteLength: number): number => Math.ceil((byteLength * 8) / 5)
+
+/** Pack bytes into 5-bit words at `out[offset]`, zero-padding the last word; returns the end offset. */
+export function packBytes(bytes: Uint8Array, out: Uint8Array, offset: number): number {
   let acc = 0
   let bits = 0
-  let pos = 0
+  let pos = offset
   for (let i = 0; i < bytes.length; i++) {
     acc = ((acc << 8) | bytes[i]!) & 0xfff
     bits += 8
     while (bits >= 5) {
       bits -= 5
-      words[pos++] = (acc >>> bits) & 31
+      out[pos++] = (acc >>> bits) & 31
     }
   }
-  if (bits > 0) words[pos] = (acc << (5 - bits)) & 31
+  if (bits > 0) out[pos++] = (acc << (5 - bits)) & 31
+  return pos
+}
+
+/** Pack bytes into 5-bit words, zero-padding the last word. */
+export function bytesToWords(bytes: Uint8Array): Uint8Array {
+  const words = new Uint8Array(wordLength(bytes.length))
+  packBytes(bytes, words, 0)
   return words
 }
 

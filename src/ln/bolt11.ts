@@ -7,7 +7,7 @@
 // instances of a field are present the first one wins (writers put the most preferred first).
 import { createHash } from 'node:crypto'
 import { secp256k1 } from './secp256k1.ts'
-import { Bech32Error, bech32Decode, bech32Encode, bytesToWords, wordsToBytes } from './bech32.ts'
+import { Bech32Error, bech32Decode, bech32Encode, packBytes, wordLength, wordsToBytes } from './bech32.ts'
 
 export type Network = 'mainnet' | 'testnet' | 'signet' | 'regtest'
 
@@ -151,10 +151,14 @@ const sha256 = (data: Uint8Array): Uint8Array => createHash('sha256').update(dat
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-/** Growable array of 5-bit words. */
+/** Growable array of 5-bit words; tagged fields are written straight into it. */
 class WordWriter {
-  words = new Uint8Array(1024)
+  words: Uint8Array
   length = 0
+
+  constructor(capacity = 512) {
+    this.words = new Uint8Array(capacity)
+  }
 
   private reserve(n: number): void {
     if (this.length + n <= this.words.length) return
@@ -179,26 +183,40 @@ class WordWriter {
     this.length += words.length
   }
 
-  /** A tagged field: type, 10-bit data_length, data. */
-  field(type: number, data: Uint8Array): void {
-    if (data.length > MAX_FIELD_WORDS) throw new InvoiceError('invalid_argument', `tagged field ${type} needs ${data.length} words, over the ${MAX_FIELD_WORDS} limit`)
+  /** Bytes packed into words, the last one zero-padded ("MUST pad field data to a multiple of 5 bits, using 0s"). */
+  bytes(bytes: Uint8Array): void {
+    this.reserve(wordLength(bytes.length))
+    this.length = packBytes(bytes, this.words, this.length)
+  }
+
+  /** Tagged field header: type, then the 10-bit data_length. */
+  header(type: number, dataWords: number): void {
+    if (dataWords > MAX_FIELD_WORDS) throw new InvoiceError('invalid_argument', `tagged field ${type} needs ${dataWords} words, over the ${MAX_FIELD_WORDS} limit`)
     this.uint(type, 1)
-    this.uint(data.length, 2)
+    this.uint(dataWords, 2)
+  }
+
+  fieldBytes(type: number, data: Uint8Array): void {
+    this.header(type, wordLength(data.length))
+    this.bytes(data)
+  }
+
+  /** A number in the minimum data_length, at least one word (lnd writes zero as one word). */
+  fieldUint(type: number, value: number): void {
+    let count = 1
+    for (let v = Math.floor(value / 32); v > 0; v = Math.floor(v / 32)) count++
+    this.header(type, count)
+    this.uint(value, count)
+  }
+
+  fieldWords(type: number, data: Uint8Array): void {
+    this.header(type, data.length)
     this.push(data)
   }
 
   view(): Uint8Array {
     return this.words.subarray(0, this.length)
   }
-}
-
-/** Minimal big-endian words of a non-negative integer (at least one word, as lnd writes zero). */
-function uintWords(value: number): Uint8Array {
-  let count = 1
-  for (let v = Math.floor(value / 32); v > 0; v = Math.floor(v / 32)) count++
-  const w = new WordWriter()
-  w.uint(value, count)
-  return w.view()
 }
 
 /** The `9` field: big-endian bit field, bit 0 the least significant bit of the last word. */
@@ -267,33 +285,33 @@ function validateFields(f: InvoiceFields): void {
 function writeField(w: WordWriter, letter: FieldLetter, f: InvoiceFields, secretKey: Uint8Array): void {
   switch (letter) {
     case 'p':
-      return w.field(TAG.PAYMENT_HASH, bytesToWords(f.paymentHash))
+      return w.fieldBytes(TAG.PAYMENT_HASH, f.paymentHash)
     case 's':
-      return w.field(TAG.PAYMENT_SECRET, bytesToWords(f.paymentSecret))
+      return w.fieldBytes(TAG.PAYMENT_SECRET, f.paymentSecret)
     case 'd':
-      if (f.description !== undefined) w.field(TAG.DESCRIPTION, bytesToWords(utf8.encode(f.description)))
+      if (f.description !== undefined) w.fieldBytes(TAG.DESCRIPTION, utf8.encode(f.description))
       return
     case 'h':
-      if (f.descriptionHash !== undefined) w.field(TAG.DESCRIPTION_HASH, bytesToWords(f.descriptionHash))
+      if (f.descriptionHash !== undefined) w.fieldBytes(TAG.DESCRIPTION_HASH, f.descriptionHash)
       return
     case 'm':
-      if (f.paymentMetadata !== undefined) w.field(TAG.METADATA, bytesToWords(f.paymentMetadata))
+      if (f.paymentMetadata !== undefined) w.fieldBytes(TAG.METADATA, f.paymentMetadata)
       return
     case 'n':
-      if (f.payeeInField === true) w.field(TAG.PAYEE, bytesToWords(secp256k1.publicKey(secretKey)))
+      if (f.payeeInField === true) w.fieldBytes(TAG.PAYEE, secp256k1.publicKey(secretKey))
       return
     case 'x':
-      if (f.expiry !== undefined) w.field(TAG.EXPIRY, uintWords(f.expiry))
+      if (f.expiry !== undefined) w.fieldUint(TAG.EXPIRY, f.expiry)
       return
     case 'c':
-      if (f.minFinalCltvExpiry !== undefined) w.field(TAG.MIN_FINAL_CLTV_EXPIRY, uintWords(f.minFinalCltvExpiry))
+      if (f.minFinalCltvExpiry !== undefined) w.fieldUint(TAG.MIN_FINAL_CLTV_EXPIRY, f.minFinalCltvExpiry)
       return
     case 'r':
-      for (const hint of f.routeHints ?? []) w.field(TAG.ROUTE_HINT, bytesToWords(routeHintBytes(hint)))
+      for (const hint of f.routeHints ?? []) w.fieldBytes(TAG.ROUTE_HINT, routeHintBytes(hint))
       return
     case '9':
       // BOLT 11: "if `9` contains non-zero bits: SHOULD use the minimum data_length; otherwise MUST omit".
-      if (f.features.length > 0) w.field(TAG.FEATURES, featureWords(f.features))
+      if (f.features.length > 0) w.fieldWords(TAG.FEATURES, featureWords(f.features))
       return
   }
 }
@@ -332,10 +350,10 @@ export function signInvoiceWords(hrp: string, words: Uint8Array, secretKey: Uint
   const sigBytes = new Uint8Array(65)
   sigBytes.set(signature)
   sigBytes[64] = recovery
-  const all = new Uint8Array(words.length + SIGNATURE_WORDS)
-  all.set(words)
-  all.set(bytesToWords(sigBytes), words.length)
-  return bech32Encode(hrp, all)
+  const w = new WordWriter(words.length + SIGNATURE_WORDS)
+  w.push(words)
+  w.bytes(sigBytes)
+  return bech32Encode(hrp, w.view())
 }
 
 // ---------------------------------------------------------------------------------------------
