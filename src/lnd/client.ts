@@ -413,8 +413,8 @@ export class LndClient {
     const creds = grpc.credentials.combineChannelCredentials(grpc.credentials.createSsl(conn.tlsCert), macaroonCreds)
     const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': opts.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES }
     this.lightning = new Lightning(conn.host, creds, options)
-    // The three clients share one HTTP/2 channel: grpc-js pools channels with equal target,
-    // credentials and options.
+    // The three clients share one connection: grpc-js's global subchannel pool reuses a
+    // subchannel for the same address, credentials object and options.
     this.router = new Router(conn.host, creds, options)
     this.invoices = new Invoices(conn.host, creds, options)
   }
@@ -434,14 +434,15 @@ export class LndClient {
     const fn = (client as unknown as Record<string, UnaryMethod>)[method]
     if (fn === undefined) return Promise.reject(new LndError('bad_connection', this.name, `no RPC method ${method}`))
     return new Promise((resolve, reject) => {
-      fn.call(client, req, new grpc.Metadata(), { deadline: this.clock.now() + this.deadlineMs }, (err, res) => {
+      // A gRPC deadline is an absolute wall-clock time, whatever clock drives our timers.
+      fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => {
         if (err !== null) reject(this.rpcError(method, err))
         else resolve(res as T)
       })
     })
   }
 
-  serverStream<T> (client: grpc.Client, method: string, req: unknown): grpc.ClientReadableStream<T> {
+  private serverStream<T> (client: grpc.Client, method: string, req: unknown): grpc.ClientReadableStream<T> {
     const fn = (client as unknown as Record<string, StreamMethod>)[method]
     if (fn === undefined) throw new LndError('bad_connection', this.name, `no RPC method ${method}`)
     return fn.call(client, req) as grpc.ClientReadableStream<T>
