@@ -255,7 +255,7 @@ function checkBytes(name: string, value: Uint8Array | undefined, length: number)
 }
 
 function validateFields(f: InvoiceFields): void {
-  if (!(f.network in NETWORK_PREFIX)) throw new InvoiceError('invalid_argument', `unknown network ${String(f.network)}`)
+  if (!Object.hasOwn(NETWORK_PREFIX, f.network)) throw new InvoiceError('invalid_argument', `unknown network ${String(f.network)}`)
   if (f.amountMsat !== undefined && (typeof f.amountMsat !== 'bigint' || f.amountMsat <= 0n || f.amountMsat > MAX_MSAT))
     throw new InvoiceError('invalid_argument', 'amountMsat must be a bigint in 1..2^64-1')
   if (!isUint(f.timestamp, 2 ** 35 - 1)) throw new InvoiceError('invalid_argument', 'timestamp must be an integer in 0..2^35-1')
@@ -326,7 +326,7 @@ function signingData(hrp: string, words: Uint8Array): Uint8Array {
 }
 
 export interface EncodeOptions {
-  /** Order of the tagged fields (BOLT 11 leaves it to the writer); letters not listed are not written. */
+  /** Order of the tagged fields (BOLT 11 leaves it to the writer); letters not listed follow in the default order. */
   fieldOrder?: readonly FieldLetter[]
 }
 
@@ -337,7 +337,8 @@ export function encodeInvoice(fields: InvoiceFields, secretKey: Uint8Array, opti
   const hrp = NETWORK_PREFIX[fields.network] + (fields.amountMsat === undefined ? '' : amountString(fields.amountMsat))
   const w = new WordWriter()
   w.uint(fields.timestamp, TIMESTAMP_WORDS)
-  for (const letter of options.fieldOrder ?? DEFAULT_FIELD_ORDER) writeField(w, letter, fields, secretKey)
+  // A Set keeps the first position of each letter, so every field is written exactly once.
+  for (const letter of new Set([...(options.fieldOrder ?? []), ...DEFAULT_FIELD_ORDER])) writeField(w, letter, fields, secretKey)
   return signInvoiceWords(hrp, w.view(), secretKey)
 }
 

@@ -431,6 +431,14 @@ test('writer: refuses fields BOLT 11 does not allow, with invalid_argument', () 
   ]
   for (const patch of bad) assert.throws(() => encodeInvoice({ ...fields, ...patch }, KEY), (e: unknown) => e instanceof InvoiceError && e.code === 'invalid_argument')
   assert.throws(() => encodeInvoice(fields, new Uint8Array(32)), (e: unknown) => e instanceof InvoiceError && e.code === 'invalid_argument')
+  assert.throws(() => encodeInvoice({ ...fields, network: 'toString' as InvoiceFields['network'] }, KEY), (e: unknown) => e instanceof InvoiceError)
+})
+
+test('writer: a partial or repetitive field order still writes every field exactly once', () => {
+  const d = decodeInvoice(encodeInvoice(fields, KEY, { fieldOrder: ['9', '9', 'x'] }))
+  assertFields(d, fields, 'partial order')
+  const { words } = bech32Decode(encodeInvoice(fields, KEY, { fieldOrder: ['9', '9', 'x'] }))
+  assert.deepEqual([words[7], words[7 + 3 + 4]], [TAG.FEATURES, TAG.EXPIRY])
 })
 
 // ---- decode command ----
