@@ -317,7 +317,7 @@ function writeField(w: WordWriter, letter: FieldLetter, f: InvoiceFields, secret
 }
 
 /** hrp bytes ‖ data words packed to bytes, zero-padded to a byte boundary (BOLT 11 "Data Part"). */
-function signingData(hrp: string, words: Uint8Array): Uint8Array {
+function invoiceSigningData(hrp: string, words: Uint8Array): Uint8Array {
   const data = wordsToBytes(words, 0, words.length, true)
   const out = new Uint8Array(hrp.length + data.length)
   for (let i = 0; i < hrp.length; i++) out[i] = hrp.charCodeAt(i)
@@ -347,7 +347,7 @@ export function encodeInvoice(fields: InvoiceFields, secretKey: Uint8Array, opti
  * The building block of encodeInvoice; exported for tests that need invoices encodeInvoice refuses to write.
  */
 export function signInvoiceWords(hrp: string, words: Uint8Array, secretKey: Uint8Array): string {
-  const { signature, recovery } = secp256k1.sign(sha256(signingData(hrp, words)), secretKey)
+  const { signature, recovery } = secp256k1.sign(sha256(invoiceSigningData(hrp, words)), secretKey)
   const sigBytes = new Uint8Array(65)
   sigBytes.set(signature)
   sigBytes[64] = recovery
@@ -435,6 +435,105 @@ function isHighS(signature: Uint8Array): boolean {
   return false
 }
 
+/** What the tagged fields say, before the reader's cross-field rules are applied. */
+interface TaggedFields {
+  paymentHash?: Uint8Array
+  paymentSecret?: Uint8Array
+  descriptions: string[]
+  descriptionHash?: Uint8Array
+  descriptionHashes: number
+  payee?: Uint8Array
+  paymentMetadata?: Uint8Array
+  expiry?: number
+  minFinalCltvExpiry?: number
+  features?: number[]
+  routeHints: RouteHintHop[][]
+  skipped: SkippedField[]
+}
+
+/** Walk the tagged fields in words[start, end); the first instance of a single-valued field wins. */
+function parseTaggedFields(words: Uint8Array, start: number, end: number): TaggedFields {
+  const t: TaggedFields = { descriptions: [], descriptionHashes: 0, routeHints: [], skipped: [] }
+  for (let pos = start; pos < end; ) {
+    if (pos + 3 > end) throw new InvoiceError('truncated_field', `tagged field header at word ${pos} runs into the signature`)
+    const type = words[pos]!
+    const length = words[pos + 1]! * 32 + words[pos + 2]!
+    const from = pos + 3
+    const to = from + length
+    if (to > end) throw new InvoiceError('truncated_field', `tagged field ${type} of ${length} words runs into the signature`)
+    pos = to
+    // BOLT 11: skip unknown fields, `f` (fallback addresses, which highwire never pays to), and
+    // `p`, `h`, `s`, `n` whose data_length is not 52, 52, 52, 53.
+    const skip = (): void => void t.skipped.push({ type, words: words.slice(from, to) })
+    const bytes = (): Uint8Array => wordsToBytes(words, from, to)
+    switch (type) {
+      case TAG.PAYMENT_HASH:
+        if (length !== HASH_WORDS) skip()
+        else t.paymentHash ??= bytes()
+        break
+      case TAG.PAYMENT_SECRET:
+        if (length !== HASH_WORDS) skip()
+        else t.paymentSecret ??= bytes()
+        break
+      case TAG.DESCRIPTION_HASH:
+        if (length !== HASH_WORDS) skip()
+        else {
+          t.descriptionHashes++
+          t.descriptionHash ??= bytes()
+        }
+        break
+      case TAG.PAYEE:
+        if (length !== PUBKEY_WORDS) skip()
+        else t.payee ??= bytes()
+        break
+      case TAG.DESCRIPTION:
+        try {
+          t.descriptions.push(utf8Strict.decode(bytes()))
+        } catch {
+          throw new InvoiceError('invalid_description', 'description is not valid UTF-8')
+        }
+        break
+      case TAG.METADATA:
+        t.paymentMetadata ??= bytes()
+        break
+      case TAG.EXPIRY:
+        t.expiry ??= readUint(words, from, to, Number.MAX_SAFE_INTEGER, 'expiry')
+        break
+      case TAG.MIN_FINAL_CLTV_EXPIRY:
+        t.minFinalCltvExpiry ??= readUint(words, from, to, 0xffffffff, 'min_final_cltv_expiry')
+        break
+      case TAG.ROUTE_HINT:
+        t.routeHints.push(parseRouteHint(bytes()))
+        break
+      case TAG.FEATURES:
+        t.features ??= parseFeatures(words, from, to)
+        break
+      default:
+        skip()
+    }
+  }
+  return t
+}
+
+/**
+ * Check the signature over `signingHash` and return the payee: with an explicit payee (`n`) the
+ * signature is verified against it and must be low-S (the BOLT 11 "high-S signature with n field"
+ * example is invalid); without one the key is recovered, high-S included.
+ */
+function signaturePayee(signingHash: Uint8Array, signature: Uint8Array, recovery: number, payeeField: Uint8Array | undefined): Uint8Array {
+  if (recovery > 3) throw new InvoiceError('invalid_recovery_id', `signature recovery id ${recovery} is not 0..3`)
+  if (payeeField !== undefined) {
+    if (isHighS(signature)) throw new InvoiceError('high_s_signature', 'signature is not in low-S form, as verification against the n field requires')
+    if (!secp256k1.verify(signingHash, signature, payeeField)) throw new InvoiceError('invalid_signature', 'signature does not match the payee (n) field')
+    return payeeField
+  }
+  try {
+    return secp256k1.recover(signingHash, signature, recovery)
+  } catch {
+    throw new InvoiceError('unrecoverable_signature', 'no public key can be recovered from the signature')
+  }
+}
+
 /** Decode and verify a BOLT 11 invoice; throws InvoiceError (with a one-line message) on anything invalid. */
 export function decodeInvoice(invoice: string): DecodedInvoice {
   if (typeof invoice !== 'string') throw new InvoiceError('invalid_argument', 'invoice must be a string')
@@ -452,122 +551,40 @@ export function decodeInvoice(invoice: string): DecodedInvoice {
 
   const sigStart = words.length - SIGNATURE_WORDS
   const timestamp = readUint(words, 0, TIMESTAMP_WORDS, Number.MAX_SAFE_INTEGER, 'timestamp')
-  let paymentHash: Uint8Array | undefined
-  let paymentSecret: Uint8Array | undefined
-  let descriptionHash: Uint8Array | undefined
-  let payeeField: Uint8Array | undefined
-  let paymentMetadata: Uint8Array | undefined
-  let expiry: number | undefined
-  let minFinalCltvExpiry: number | undefined
-  let features: number[] | undefined
-  const descriptions: string[] = []
-  let descriptionHashes = 0
-  const routeHints: RouteHintHop[][] = []
-  const unknownFields: SkippedField[] = []
-
-  for (let pos = TIMESTAMP_WORDS; pos < sigStart; ) {
-    if (pos + 3 > sigStart) throw new InvoiceError('truncated_field', `tagged field header at word ${pos} runs into the signature`)
-    const type = words[pos]!
-    const length = words[pos + 1]! * 32 + words[pos + 2]!
-    const start = pos + 3
-    const end = start + length
-    if (end > sigStart) throw new InvoiceError('truncated_field', `tagged field ${type} of ${length} words runs into the signature`)
-    pos = end
-    const skip = (): void => void unknownFields.push({ type, words: words.slice(start, end) })
-    switch (type) {
-      case TAG.PAYMENT_HASH:
-        if (length !== HASH_WORDS) skip()
-        else paymentHash ??= wordsToBytes(words, start, end)
-        break
-      case TAG.PAYMENT_SECRET:
-        if (length !== HASH_WORDS) skip()
-        else paymentSecret ??= wordsToBytes(words, start, end)
-        break
-      case TAG.DESCRIPTION_HASH:
-        if (length !== HASH_WORDS) skip()
-        else {
-          descriptionHashes++
-          descriptionHash ??= wordsToBytes(words, start, end)
-        }
-        break
-      case TAG.PAYEE:
-        if (length !== PUBKEY_WORDS) skip()
-        else payeeField ??= wordsToBytes(words, start, end)
-        break
-      case TAG.DESCRIPTION:
-        try {
-          descriptions.push(utf8Strict.decode(wordsToBytes(words, start, end)))
-        } catch {
-          throw new InvoiceError('invalid_description', 'description is not valid UTF-8')
-        }
-        break
-      case TAG.METADATA:
-        paymentMetadata ??= wordsToBytes(words, start, end)
-        break
-      case TAG.EXPIRY:
-        expiry ??= readUint(words, start, end, Number.MAX_SAFE_INTEGER, 'expiry')
-        break
-      case TAG.MIN_FINAL_CLTV_EXPIRY:
-        minFinalCltvExpiry ??= readUint(words, start, end, 0xffffffff, 'min_final_cltv_expiry')
-        break
-      case TAG.ROUTE_HINT:
-        routeHints.push(parseRouteHint(wordsToBytes(words, start, end)))
-        break
-      case TAG.FEATURES:
-        features ??= parseFeatures(words, start, end)
-        break
-      default:
-        // Unknown types and `f` (fallback addresses, which highwire never pays to).
-        skip()
-    }
-  }
-
-  if (paymentHash === undefined) throw new InvoiceError('missing_payment_hash', 'invoice has no payment hash (p) field')
-  if (paymentSecret === undefined) throw new InvoiceError('missing_payment_secret', 'invoice has no payment secret (s) field')
-  if (descriptions.length + descriptionHashes !== 1)
-    throw new InvoiceError('invalid_description', `invoice must have exactly one description (d) or description hash (h) field, has ${descriptions.length + descriptionHashes}`)
+  const t = parseTaggedFields(words, TIMESTAMP_WORDS, sigStart)
+  if (t.paymentHash === undefined) throw new InvoiceError('missing_payment_hash', 'invoice has no payment hash (p) field')
+  if (t.paymentSecret === undefined) throw new InvoiceError('missing_payment_secret', 'invoice has no payment secret (s) field')
+  const descriptionCount = t.descriptions.length + t.descriptionHashes
+  if (descriptionCount !== 1)
+    throw new InvoiceError('invalid_description', `invoice must have exactly one description (d) or description hash (h) field, has ${descriptionCount}`)
 
   const sigBytes = wordsToBytes(words, sigStart, words.length)
   const signature = sigBytes.slice(0, 64)
   const recovery = sigBytes[64]!
-  if (recovery > 3) throw new InvoiceError('invalid_recovery_id', `signature recovery id ${recovery} is not 0..3`)
-  const data = signingData(hrp, words.subarray(0, sigStart))
-  const hash = sha256(data)
-  let payee: Uint8Array
-  if (payeeField !== undefined) {
-    // With an explicit payee the signature is verified, not recovered, and must be low-S (the
-    // BOLT 11 "high-S signature with n field" example is invalid); without one, high-S is recovered.
-    if (isHighS(signature)) throw new InvoiceError('high_s_signature', 'signature is not in low-S form, as verification against the n field requires')
-    if (!secp256k1.verify(hash, signature, payeeField)) throw new InvoiceError('invalid_signature', 'signature does not match the payee (n) field')
-    payee = payeeField
-  } else {
-    try {
-      payee = secp256k1.recover(hash, signature, recovery)
-    } catch {
-      throw new InvoiceError('unrecoverable_signature', 'no public key can be recovered from the signature')
-    }
-  }
+  const signingData = invoiceSigningData(hrp, words.subarray(0, sigStart))
+  const signingHash = sha256(signingData)
+  const payee = signaturePayee(signingHash, signature, recovery, t.payee)
 
   return {
     network,
     amountMsat,
     timestamp,
-    paymentHash,
-    paymentSecret,
-    description: descriptions[0],
-    descriptionHash,
-    expiry: expiry ?? DEFAULT_EXPIRY,
-    minFinalCltvExpiry: minFinalCltvExpiry ?? DEFAULT_MIN_FINAL_CLTV_EXPIRY,
-    routeHints,
-    features: features ?? [],
-    paymentMetadata,
+    paymentHash: t.paymentHash,
+    paymentSecret: t.paymentSecret,
+    description: t.descriptions[0],
+    descriptionHash: t.descriptionHash,
+    expiry: t.expiry ?? DEFAULT_EXPIRY,
+    minFinalCltvExpiry: t.minFinalCltvExpiry ?? DEFAULT_MIN_FINAL_CLTV_EXPIRY,
+    routeHints: t.routeHints,
+    features: t.features ?? [],
+    paymentMetadata: t.paymentMetadata,
     payee,
-    payeeInField: payeeField !== undefined,
+    payeeInField: t.payee !== undefined,
     signature,
     recovery,
     signatureValid: true,
-    signingData: data,
-    signingHash: hash,
-    unknownFields
+    signingData,
+    signingHash,
+    unknownFields: t.skipped
   }
 }
