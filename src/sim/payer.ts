@@ -32,6 +32,8 @@ export interface PaymentResult {
   /** Set when any part settled: the payee revealed it. */
   preimage?: Uint8Array
   parts: PartResult[]
+  /** Each part's channels, payer's first; a hint's virtual channel last. */
+  routes: bigint[][]
   /** Total fees of the parts, msat. */
   feeMsat: bigint
 }
@@ -43,6 +45,7 @@ interface RouteHop {
 
 interface PlannedPart {
   firstChannel: SimChannel
+  route: bigint[]
   amountMsat: bigint
   expiry: number
   hops: RouteHop[]
@@ -114,7 +117,10 @@ function planPart (payer: SimNode, invoice: DecodedInvoice, spec: PaymentPartSpe
     amountMsat += feeFor(policy, amountMsat)
     expiry += policy.cltvExpiryDelta
   }
-  return { firstChannel: path[0]!, amountMsat, expiry, hops }
+  const route = path.map((c) => c.chanId)
+  const hint = spec.hint === undefined ? undefined : invoice.routeHints[spec.hint]![0]!
+  if (hint !== undefined) route.push(hint.shortChannelId)
+  return { firstChannel: path[0]!, route, amountMsat, expiry, hops }
 }
 
 /** Offers one planned part and resolves with its outcome, the failure decrypted with the route's secrets. */
@@ -157,6 +163,8 @@ export interface PayOptions {
   parts?: PaymentPartSpec[]
   /** Amount for an invoice without one. */
   amountMsat?: bigint
+  /** Refuse (SimError no_route) rather than pay more fees than this (SendPaymentV2 fee_limit_msat). */
+  maxFeeMsat?: bigint
 }
 
 /**
@@ -171,8 +179,12 @@ export async function payInvoice (payer: SimNode, paymentRequest: string, opts: 
   const sum = specs.reduce((a, p) => a + p.amountMsat, 0n)
   if (sum !== totalMsat) throw new SimError('bad_request', `parts add up to ${sum} msat, not ${totalMsat}`)
   const plans = specs.map((spec) => planPart(payer, invoice, spec, totalMsat))
+  const feeMsat = plans.reduce((a, plan) => a + plan.amountMsat, 0n) - totalMsat
+  if (opts.maxFeeMsat !== undefined && feeMsat > opts.maxFeeMsat) {
+    throw new SimError('no_route', `fee ${feeMsat} msat exceeds the limit of ${opts.maxFeeMsat} msat`)
+  }
   const parts = await Promise.all(plans.map((plan) => sendPart(payer, plan, invoice.paymentHash)))
   const settled = parts.find((p): p is Extract<PartResult, { status: 'settled' }> => p.status === 'settled')
-  const feeMsat = plans.reduce((a, plan) => a + plan.amountMsat, 0n) - totalMsat
-  return { paymentHash: invoice.paymentHash, parts, feeMsat, ...(settled !== undefined ? { preimage: settled.preimage } : {}) }
+  const routes = plans.map((plan) => plan.route)
+  return { paymentHash: invoice.paymentHash, parts, routes, feeMsat, ...(settled !== undefined ? { preimage: settled.preimage } : {}) }
 }
