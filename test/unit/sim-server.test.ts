@@ -267,7 +267,7 @@ test('interceptor: failure codes and messages accepted and refused as lnd does',
   s3.call.cancel()
 })
 
-test('interceptor: held HTLCs fail back at auto_fail_height, with or without an interceptor', async (t) => {
+test('interceptor: a held HTLC fails back at auto_fail_height, even with no interceptor connected', async (t) => {
   const { network, alice, carol, servers } = await fixture(t)
   const client = new LndClient(servers.alice.connection)
   t.after(() => client.close())
@@ -276,6 +276,8 @@ test('interceptor: held HTLCs fail back at auto_fail_height, with or without an 
   await connected(alice)
   const paid = payInvoice(carol, virtualInvoice([alice], 40_000n).invoice)
   const req = await s.next()
+  s.call.cancel()
+  while (alice.switch.hasInterceptor) await tick(5)
   network.mine(req.auto_fail_height - network.height - 1)
   await tick()
   assert.equal(alice.switch.heldKeys().length, 1, 'still held one block before auto_fail_height')
@@ -284,7 +286,6 @@ test('interceptor: held HTLCs fail back at auto_fail_height, with or without an 
   assert.equal(failureCode(result), FailureCode.TEMPORARY_CHANNEL_FAILURE)
   const key = req.incoming_circuit_key
   assert.deepEqual(await client.lookupHtlcResolution(BigInt(key.chan_id), BigInt(key.htlc_id)), { settled: false, offchain: true })
-  s.call.cancel()
 })
 
 test('faults: dropped stream keeps the held HTLC; lnd restart replays it (held with no interceptor, offered on reconnect)', async (t) => {
@@ -301,7 +302,6 @@ test('faults: dropped stream keeps the held HTLC; lnd restart replays it (held w
   assert.equal(alice.switch.heldKeys().length, 1)
 
   await servers.alice.restart()
-  assert.deepEqual(alice.switch.heldKeys().map(String), [], 'nothing lost: the replay is held, not failed')
   assert.equal(alice.switch.heldKeys().length, 1, 'the replayed HTLC is held while no interceptor is connected')
 
   const client = new LndClient(servers.alice.connection)
