@@ -134,3 +134,53 @@ test('payer: pays a simulated node\'s own invoice over two hops through an inter
   assert.equal(invoice.state, 'settled')
   assert.equal(bd.balanceMsat[bd.side(dave)], 70_000n)
 })
+
+test('switch: a replay too close to expiry after a restart fails with expiry_too_soon instead of being offered', async () => {
+  const { network, alice, carol } = cluster()
+  const { invoice } = virtualInvoice([alice.pubkey], 10_000n)
+  const offered: InterceptedPacket[] = []
+  alice.switch.setInterceptor((packet) => offered.push(packet))
+  const paid = payInvoice(carol, invoice)
+  assert.equal(offered.length, 1)
+  network.stop(alice)
+  // lncfg DefaultCltvInterceptDelta = 22: one block inside that window when alice comes back.
+  network.mine(offered[0]!.incomingExpiry - network.height - 21)
+  network.start(alice)
+  const [part] = (await paid).parts
+  assert.ok(part?.status === 'failed')
+  assert.equal(part.failure.code, FailureCode.EXPIRY_TOO_SOON)
+  assert.deepEqual(alice.switch.heldKeys(), [])
+})
+
+test('switch: without --requireinterceptor, new HTLCs pass straight through and a disconnect releases the held set', async () => {
+  const network = new SimNetwork({ clock: () => 0, random: (n) => randomBytes(n) })
+  const alice = network.addNode({ name: 'alice', secretKey: key(1), requireInterceptor: false })
+  const carol = network.addNode({ name: 'carol', secretKey: key(3) })
+  network.openChannel(carol, alice, { capacityMsat: 1_000_000_000n })
+  // No interceptor: resumed at once, so the virtual scid is an unknown next peer.
+  const direct = await payInvoice(carol, virtualInvoice([alice.pubkey], 10_000n).invoice)
+  assert.ok(direct.parts[0]?.status === 'failed')
+  assert.equal(direct.parts[0].failure.code, FailureCode.UNKNOWN_NEXT_PEER)
+
+  alice.switch.setInterceptor(() => {})
+  const held = payInvoice(carol, virtualInvoice([alice.pubkey], 10_000n).invoice)
+  assert.equal(alice.switch.heldKeys().length, 1)
+  alice.switch.setInterceptor(null)
+  const released = await held
+  assert.ok(released.parts[0]?.status === 'failed')
+  assert.equal(released.parts[0].failure.code, FailureCode.UNKNOWN_NEXT_PEER)
+})
+
+test('switch: unknown or already resolved circuit keys and unsupported codes are refused with typed errors', async () => {
+  const { alice, carol } = cluster()
+  const offered: InterceptedPacket[] = []
+  alice.switch.setInterceptor((packet) => offered.push(packet))
+  const { invoice, preimage } = virtualInvoice([alice.pubkey], 10_000n)
+  const paid = payInvoice(carol, invoice)
+  const key = offered[0]!.incomingCircuitKey
+  assert.throws(() => alice.switch.resolve({ key, action: 'FAIL', failureCode: FailureCode.UNKNOWN_NEXT_PEER }), { code: 'unsupported_failure_code' })
+  assert.throws(() => alice.switch.resolve({ key, action: 'SETTLE', preimage: randomBytes(32) }), { code: 'preimage_mismatch' })
+  alice.switch.resolve({ key, action: 'SETTLE', preimage })
+  assert.throws(() => alice.switch.resolve({ key, action: 'RESUME' }), { code: 'fwd_not_exists' })
+  assert.deepEqual((await paid).preimage, preimage)
+})
