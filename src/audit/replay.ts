@@ -19,13 +19,18 @@ export interface Located {
   record: AuditRecord
 }
 
-// Every locally stored record of every core, own core first, in log order per core.
-export async function* allRecords(log: AuditLog): AsyncGenerator<Located> {
+export interface CoreBlock {
+  core: string // hex key of the core that holds the block (its writer)
+  block: number
+  records: AuditRecord[]
+}
+
+// Every locally stored block of every core, own core first, in log order per core. Callers loop
+// over a block's records synchronously: one await per block, not per record.
+export async function* allBlocks(log: AuditLog): AsyncGenerator<CoreBlock> {
   for (const core of log.cores()) {
     const key = hex(core.key)
-    for await (const { index: block, records } of readBlocks(core)) {
-      for (let i = 0; i < records.length; i++) yield { core: key, block, index: i, record: records[i]! }
-    }
+    for await (const { index, records } of readBlocks(core)) yield { core: key, block: index, records }
   }
 }
 
@@ -113,17 +118,19 @@ async function verifyCore(fresh: Corestore, source: Hypercore, timeoutMs: number
 async function verifyEnvelopes(log: AuditLog, check: EnvelopeVerifier): Promise<VerifyReport['envelopes']> {
   const failed: EnvelopeFailure[] = []
   let checked = 0
-  for await (const { core, block, index, record } of allRecords(log)) {
-    if (record.type !== 'hello' && record.type !== 'envelope') continue
-    checked++
-    let error = 'bad signature'
-    let ok = false
-    try {
-      ok = check(record.envelope, record.peer)
-    } catch (err) {
-      error = (err as Error).message
-    }
-    if (!ok) failed.push({ core, block, index, error })
+  for await (const { core, block, records } of allBlocks(log)) {
+    records.forEach((record, index) => {
+      if (record.type !== 'hello' && record.type !== 'envelope') return
+      checked++
+      let error = 'bad signature'
+      let ok = false
+      try {
+        ok = check(record.envelope, record.peer)
+      } catch (err) {
+        error = (err as Error).message
+      }
+      if (!ok) failed.push({ core, block, index, error })
+    })
   }
   return { checked, failed }
 }
@@ -140,7 +147,12 @@ export interface TimelineFilter {
 
 export async function timeline(log: AuditLog, filter: TimelineFilter = {}): Promise<Located[]> {
   const out: Located[] = []
-  for await (const entry of allRecords(log)) if (matches(entry, filter)) out.push(entry)
+  for await (const { core, block, records } of allBlocks(log)) {
+    records.forEach((record, index) => {
+      const entry = { core, block, index, record }
+      if (matches(entry, filter)) out.push(entry)
+    })
+  }
   return out.sort((x, y) => x.record.time - y.record.time || x.core.localeCompare(y.core) || x.block - y.block || x.index - y.index)
 }
 
@@ -167,7 +179,7 @@ function matches({ core, record }: Located, f: TimelineFilter): boolean {
 // The registry over the own core and every replica: what a restarted agent starts from.
 export async function state(log: AuditLog): Promise<Registry> {
   const reg = emptyRegistry()
-  for await (const { core, record } of allRecords(log)) applyRecord(reg, record, core)
+  for await (const { core, records } of allBlocks(log)) for (const record of records) applyRecord(reg, record, core)
   return reg
 }
 
@@ -195,7 +207,7 @@ export async function statement(log: AuditLog, { from = 0, to = Number.MAX_SAFE_
   const operatorOf = new Map<string, string>()
   const sets = new Map<string, AuditRecord & { type: 'settle_requested' }>() // by hash+setId
   const settled = new Set<string>()
-  for await (const { core, record } of allRecords(log)) {
+  for await (const { core, records } of allBlocks(log)) for (const record of records) {
     if (record.type === 'lnd_connect') operatorOf.set(hex(record.node), core)
     else if (record.type === 'settle_requested') sets.set(hex(record.hash) + hex(record.setId), record)
     else if (record.type === 'settle_final' && record.status === 'settled' && record.time >= from && record.time < to) {
