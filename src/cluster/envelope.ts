@@ -119,7 +119,7 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   if (data.byteLength > MAX_ENVELOPE_BYTES) {
     throw new EnvelopeError('oversize', `envelope is ${data.byteLength} bytes, over ${MAX_ENVELOPE_BYTES}`)
   }
-  const bytes = data.slice()
+  const bytes = new Uint8Array(data)
   const payload = bytes.subarray(0, Math.max(0, bytes.byteLength - SIGNATURE_BYTES))
   const state = c.state(0, payload.byteLength, payload)
   let head: Header

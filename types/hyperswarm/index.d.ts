@@ -1,19 +1,10 @@
 // The part of hyperswarm (4.x) that highwire uses. https://github.com/holepunchto/hyperswarm
 declare module 'hyperswarm' {
   import { EventEmitter } from 'node:events'
-  import type { Duplex } from 'node:stream'
   import type DHT from 'hyperdht'
-  import type { KeyPair } from 'hyperdht'
+  import type { KeyPair, NoiseSocket } from 'hyperdht'
 
-  /** A @hyperswarm/secret-stream: a Noise-encrypted, framed duplex stream. */
-  export interface NoiseSocket extends Duplex {
-    readonly publicKey: Uint8Array
-    readonly remotePublicKey: Uint8Array
-    /** Noise handshake hash `h`, identical on both ends of one connection (set once open). */
-    readonly handshakeHash: Uint8Array
-    readonly isInitiator: boolean
-    setKeepAlive(ms: number): void
-  }
+  export type { NoiseSocket } from 'hyperdht'
 
   export interface PeerInfo {
     readonly publicKey: Uint8Array

@@ -1,0 +1,388 @@
+// The cluster transport (DESIGN.md, "Cluster protocol"): Hyperswarm on the secret-derived topic, a
+// secret proof bound to each Noise session, then one protomux channel of signed envelopes.
+//
+// Connection lifecycle:
+//   1. Hyperswarm's firewall refuses keys outside `members` and keys we banned, before the Noise
+//      handshake completes.
+//   2. Both sides open the "highwire/v1" channel with their proof as the channel handshake. A peer
+//      whose proof is missing (after proofTimeoutMs) or wrong is disconnected, banned and reported.
+//   3. Once the remote proof checks, the socket is offered to 'connection' listeners (the audit log
+//      replicates its cores over the same muxer) and we send our hello.
+//   4. Every frame then goes through the InboundGate (rate, shape, sender, signature, skew, replay);
+//      the first message must be the peer's hello. Any failure disconnects and bans the peer.
+import { EventEmitter } from 'node:events'
+import Hyperswarm, { type NoiseSocket, type PeerInfo } from 'hyperswarm'
+import DHT, { type BootstrapNode } from 'hyperdht'
+import Protomux, { type Message as MuxMessage } from 'protomux'
+import c from 'compact-encoding'
+import { deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from './auth.ts'
+import { encodeEnvelope, type AgentKeyPair, type Envelope } from './envelope.ts'
+import { PeerError, type PeerErrorCode } from './errors.ts'
+import { BanList, DEFAULT_RATE_LIMITS, InboundGate, ReportLimiter, type RateLimits } from './guard.ts'
+import { loadOrCreateAgentKeyPair } from './keys.ts'
+import { PROTOCOL_VERSION, type Hello, type Message } from './messages.ts'
+import { PeerTable, type PeerStatus } from './peers.ts'
+
+/** Protomux protocol name of the cluster channel; the version is the envelope protocol's. */
+export const CHANNEL_PROTOCOL = 'highwire/v1'
+
+export const DEFAULT_PROOF_TIMEOUT_MS = 5_000
+export const DEFAULT_BAN_MS = 10 * 60_000
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60_000
+export const DEFAULT_PING_INTERVAL_MS = 1_000
+/** At most this many reject reports per minute; the rest are counted in the next report. */
+const MAX_REJECT_REPORTS = 20
+const REJECT_REPORT_WINDOW_MS = 60_000
+/**
+ * A sender's sequence starts at its clock × this at each start, so it keeps increasing across
+ * restarts without storing a counter, as long as it sends fewer than this many envelopes per
+ * millisecond of uptime on average.
+ */
+const SEQ_PER_MS = 1024
+
+/** What this agent says about itself in its hello (the agent key and version are filled in). */
+export type LocalHello = Pick<Hello, 'role' | 'priority' | 'muxKey' | 'nodes' | 'auditCore'>
+
+export interface ClusterSwarmOptions {
+  /** The cluster secret (≥ 32 random bytes). */
+  secret: Uint8Array
+  /** Directory holding the agent key pair. */
+  storage: string
+  hello: LocalHello
+  /** DHT bootstrap nodes of a private DHT; the public one when absent. */
+  bootstrap?: BootstrapNode[]
+  /** Address the DHT node binds (tests: 127.0.0.1). */
+  host?: string
+  /** Allow-list of agent public keys; anyone with the secret when absent. */
+  members?: Uint8Array[]
+  now?: () => number
+  proofTimeoutMs?: number
+  banMs?: number
+  maxClockSkewMs?: number
+  limits?: RateLimits
+  pingIntervalMs?: number
+}
+
+export interface RejectEvent {
+  /** Remote agent key, hex. */
+  peer: string
+  code: PeerErrorCode
+  message: string
+  /** Reports dropped by the rate limit since the previous one. */
+  suppressed: number
+}
+
+export interface ClusterSwarm {
+  /** A connection whose secret proof checked: attach replication to this socket's muxer. */
+  on(event: 'connection', listener: (socket: NoiseSocket, peer: string) => void): this
+  /** A peer's first hello. */
+  on(event: 'peer', listener: (status: PeerStatus) => void): this
+  /** Every accepted envelope except pings and pongs, hellos included. */
+  on(event: 'message', listener: (envelope: Envelope, peer: string) => void): this
+  on(event: 'reject', listener: (event: RejectEvent) => void): this
+  on(event: 'disconnect', listener: (peer: string) => void): this
+}
+
+const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
+
+export class ClusterSwarm extends EventEmitter {
+  readonly keyPair: AgentKeyPair
+  readonly publicKey: Uint8Array
+  readonly peers = new PeerTable()
+  private readonly swarm: Hyperswarm
+  private readonly authKey: Uint8Array
+  private readonly topic: Uint8Array
+  private readonly members: Set<string> | null
+  private readonly bans = new BanList()
+  private readonly reports = new ReportLimiter(MAX_REJECT_REPORTS, REJECT_REPORT_WINDOW_MS)
+  /** Last sequence number accepted per sender, across all of its connections. */
+  private readonly lastSeq = new Map<string, number>()
+  private readonly connections = new Map<string, Connection>()
+  private readonly timer: NodeJS.Timeout
+  private hello: LocalHello
+  private seq: number
+  private closing = false
+  private readonly now: () => number
+  private readonly options: Required<Pick<ClusterSwarmOptions, 'proofTimeoutMs' | 'banMs' | 'maxClockSkewMs' | 'limits'>>
+
+  private constructor(opts: ClusterSwarmOptions, keyPair: AgentKeyPair) {
+    super()
+    this.keyPair = keyPair
+    this.publicKey = keyPair.publicKey
+    this.now = opts.now ?? Date.now
+    this.topic = deriveTopic(opts.secret)
+    this.authKey = deriveAuthKey(opts.secret)
+    this.members = opts.members ? new Set(opts.members.map(hex)) : null
+    this.hello = opts.hello
+    this.seq = this.now() * SEQ_PER_MS
+    this.options = {
+      proofTimeoutMs: opts.proofTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS,
+      banMs: opts.banMs ?? DEFAULT_BAN_MS,
+      maxClockSkewMs: opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
+      limits: opts.limits ?? DEFAULT_RATE_LIMITS
+    }
+    const dht = new DHT({ bootstrap: opts.bootstrap, host: opts.host })
+    this.swarm = new Hyperswarm({ keyPair, dht, firewall: (key) => this.firewall(key) })
+    this.swarm.on('connection', (socket, info) => this.onConnection(socket, info))
+    this.timer = setInterval(() => this.tick(), opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS)
+    this.timer.unref()
+  }
+
+  /** Loads (or creates) the agent key pair under `storage`, listens, and joins the cluster topic. */
+  static async open(opts: ClusterSwarmOptions): Promise<ClusterSwarm> {
+    const keyPair = await loadOrCreateAgentKeyPair(opts.storage)
+    const swarm = new ClusterSwarm(opts, keyPair)
+    try {
+      await swarm.swarm.listen()
+    } catch (err) {
+      await swarm.close()
+      throw err
+    }
+    swarm.swarm.join(swarm.topic, { server: true, client: true })
+    return swarm
+  }
+
+  /** Resolves once the topic is announced and the peers found so far have been dialled. */
+  async flush(): Promise<void> {
+    await this.swarm.flush()
+  }
+
+  /** Dials an agent directly by its key (it still has to prove the secret). */
+  joinPeer(publicKey: Uint8Array): void {
+    this.swarm.joinPeer(publicKey)
+  }
+
+  /** Replaces our hello (nodes or capacities changed) and sends it to every connected peer. */
+  updateHello(hello: LocalHello): void {
+    this.hello = hello
+    this.broadcast(this.host.hello())
+  }
+
+  /** Signs `message` and sends it to one authenticated peer; false if it is not connected. */
+  send(peer: string, message: Message): boolean {
+    const conn = this.connections.get(peer)
+    if (conn === undefined) return false
+    return conn.sendBytes(this.seal(message))
+  }
+
+  /** Signs `message` once and sends it to every authenticated peer; returns how many. */
+  broadcast(message: Message): number {
+    const bytes = this.seal(message)
+    let sent = 0
+    for (const conn of this.connections.values()) if (conn.sendBytes(bytes)) sent++
+    return sent
+  }
+
+  /** Envelope for one send: a fresh sequence number and our clock. */
+  private seal(message: Message): Uint8Array {
+    return encodeEnvelope(this.keyPair, ++this.seq, this.now(), message)
+  }
+
+  isBanned(peer: string): boolean {
+    return this.bans.isBanned(peer, this.now())
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    clearInterval(this.timer)
+    for (const socket of this.swarm.connections) socket.destroy()
+    await this.swarm.destroy()
+  }
+
+  private report(peer: string, err: PeerError): void {
+    const suppressed = this.reports.admit(this.now())
+    if (suppressed === null) return
+    const event: RejectEvent = { peer, code: err.code, message: err.message, suppressed }
+    this.emit('reject', event)
+  }
+
+  private firewall(remotePublicKey: Uint8Array): boolean {
+    const peer = hex(remotePublicKey)
+    if (this.members !== null && !this.members.has(peer)) {
+      // Hyperswarm bans a firewalled key for the life of the swarm, so this is reported once.
+      this.report(peer, new PeerError('not_member', 'agent key is not in cluster.members'))
+      return true
+    }
+    return this.bans.isBanned(peer, this.now())
+  }
+
+  private onConnection(socket: NoiseSocket, info: PeerInfo): void {
+    socket.on('error', () => {}) // disconnects surface as errors; 'close' does the bookkeeping
+    if (this.closing) socket.destroy()
+    else Connection.attach(this.host, socket, info.client)
+  }
+
+  /** What a Connection may use of the swarm. */
+  private readonly host: ConnectionHost = {
+    now: () => this.now(),
+    proofTimeoutMs: () => this.options.proofTimeoutMs,
+    peers: this.peers,
+    seal: (message) => this.seal(message),
+    hello: () => ({ type: 'hello', agent: this.publicKey, protocolVersion: PROTOCOL_VERSION, ...this.hello }),
+    proofFor: (socket) => secretProof(this.authKey, socket.handshakeHash, this.publicKey),
+    proofChecks: (socket, proof) => verifySecretProof(this.authKey, socket.handshakeHash, socket.remotePublicKey, proof),
+    newGate: (peer) => new InboundGate(peer, this.lastSeq, this.options, this.now()),
+    checkHello: (hello, peer) => this.checkHello(hello, peer),
+    authenticated: (conn, socket) => {
+      this.connections.set(conn.peer, conn)
+      this.emit('connection', socket, conn.peer)
+    },
+    helloReceived: (status) => this.emit('peer', status),
+    message: (envelope, peer) => this.emit('message', envelope, peer),
+    reject: (peer, err, socket) => {
+      // Disconnect and ban a misbehaving peer, and say why (rate-limited).
+      this.bans.ban(peer, this.now() + this.options.banMs)
+      socket.destroy()
+      this.report(peer, err)
+    },
+    closed: (conn) => {
+      if (this.connections.get(conn.peer) === conn) this.connections.delete(conn.peer)
+      this.emit('disconnect', conn.peer)
+    }
+  }
+
+  /** Hello checks beyond the envelope's: the agent is the sender, same protocol, same virtual node. */
+  private checkHello(hello: Hello, peer: string): void {
+    if (hex(hello.agent) !== peer) throw new PeerError('hello_mismatch', `hello for agent ${hex(hello.agent)} from ${peer}`)
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      throw new PeerError('protocol_version', `peer speaks protocol ${hello.protocolVersion}, we speak ${PROTOCOL_VERSION}`)
+    }
+    const ours = this.hello.muxKey
+    if (ours !== null && hello.muxKey !== null && hex(ours) !== hex(hello.muxKey)) {
+      throw new PeerError('mux_key_mismatch', `peer expects virtual node ${hex(hello.muxKey)}, we expect ${hex(ours)}`)
+    }
+  }
+
+  /** Pings every peer (RTT, liveness) and lifts expired bans, including Hyperswarm's own. */
+  private tick(): void {
+    for (const peer of this.bans.expire(this.now())) this.swarm.peers.get(peer)?.ban(false)
+    for (const conn of this.connections.values()) conn.ping()
+  }
+}
+
+interface ConnectionHost {
+  now(): number
+  proofTimeoutMs(): number
+  peers: PeerTable
+  seal(message: Message): Uint8Array
+  hello(): Hello
+  proofFor(socket: NoiseSocket): Uint8Array
+  proofChecks(socket: NoiseSocket, proof: Uint8Array): boolean
+  newGate(peer: string): InboundGate
+  checkHello(hello: Hello, peer: string): void
+  authenticated(conn: Connection, socket: NoiseSocket): void
+  helloReceived(status: PeerStatus): void
+  message(envelope: Envelope, peer: string): void
+  reject(peer: string, err: PeerError, socket: NoiseSocket): void
+  closed(conn: Connection): void
+}
+
+/** One Noise connection: proof, then the envelope stream of one peer. */
+class Connection {
+  readonly peer: string
+  private readonly status: PeerStatus
+  private readonly gate: InboundGate
+  private frames: MuxMessage<Uint8Array> | null = null
+  private proofTimer: NodeJS.Timeout | null = null
+  private authenticated = false
+  private pingNonce = 0
+  private pingSentAt: number | null = null
+
+  private constructor(
+    private readonly host: ConnectionHost,
+    private readonly socket: NoiseSocket,
+    initiator: boolean
+  ) {
+    this.peer = hex(socket.remotePublicKey)
+    this.status = host.peers.connected(this.peer, initiator, host.now())
+    this.gate = host.newGate(this.peer)
+    socket.on('close', () => this.onClose())
+  }
+
+  static attach(host: ConnectionHost, socket: NoiseSocket, initiator: boolean): void {
+    const conn = new Connection(host, socket, initiator)
+    const channel = Protomux.from(socket).createChannel<Uint8Array>({
+      protocol: CHANNEL_PROTOCOL,
+      handshake: c.raw,
+      onopen: (proof) => conn.onProof(proof),
+      onclose: () => socket.destroy()
+    })
+    // null: the stream is already closing.
+    if (channel === null) return void socket.destroy()
+    conn.frames = channel.addMessage({ encoding: c.raw, onmessage: (data) => conn.onFrame(data) })
+    conn.proofTimer = setTimeout(
+      () => conn.fail(new PeerError('proof_timeout', 'no secret proof in time')),
+      host.proofTimeoutMs()
+    )
+    channel.open(host.proofFor(socket))
+  }
+
+  sendBytes(bytes: Uint8Array): boolean {
+    return this.authenticated && this.frames !== null && this.frames.send(bytes)
+  }
+
+  ping(): void {
+    this.pingSentAt = this.host.now()
+    this.pingNonce = (this.pingNonce + 1) >>> 0
+    this.sendBytes(this.host.seal({ type: 'ping', nonce: this.pingNonce }))
+  }
+
+  private onProof(proof: Uint8Array): void {
+    if (this.proofTimer !== null) clearTimeout(this.proofTimer)
+    if (!this.host.proofChecks(this.socket, proof)) {
+      this.fail(new PeerError('bad_proof', 'secret proof does not check'))
+      return
+    }
+    this.authenticated = true
+    this.host.authenticated(this, this.socket)
+    this.sendBytes(this.host.seal(this.host.hello()))
+  }
+
+  private onFrame(data: Uint8Array): void {
+    if (this.socket.destroyed) return
+    try {
+      if (!this.authenticated) throw new PeerError('bad_proof', 'message before a valid proof')
+      const now = this.host.now()
+      const envelope = this.gate.check(data, now)
+      this.status.lastSeen = now
+      this.handle(envelope)
+    } catch (err) {
+      if (!(err instanceof PeerError)) throw err
+      this.fail(err)
+    }
+  }
+
+  private handle(envelope: Envelope): void {
+    const { message } = envelope
+    if (message.type === 'hello') {
+      this.host.checkHello(message, this.peer)
+      const first = this.status.hello === null
+      this.status.hello = message
+      if (first) this.host.helloReceived(this.status)
+    } else if (this.status.hello === null) {
+      // Our side sends its hello before anything else, so an honest peer does too.
+      throw new PeerError('hello_expected', `${message.type} before hello`)
+    }
+    if (message.type === 'ping') {
+      this.sendBytes(this.host.seal({ type: 'pong', nonce: message.nonce }))
+    } else if (message.type === 'pong') {
+      if (this.pingSentAt !== null && message.nonce === this.pingNonce) {
+        this.status.rttMs = this.host.now() - this.pingSentAt
+        this.pingSentAt = null
+      }
+    } else {
+      this.host.message(envelope, this.peer)
+    }
+  }
+
+  private fail(err: PeerError): void {
+    if (!this.socket.destroyed) this.host.reject(this.peer, err, this.socket)
+  }
+
+  private onClose(): void {
+    if (this.proofTimer !== null) clearTimeout(this.proofTimer)
+    this.host.peers.disconnected(this.status)
+    if (this.authenticated) this.host.closed(this)
+  }
+}
