@@ -13,7 +13,7 @@ import { isLoopback, type HostPort } from '../config/schema.ts'
 import type { Logger } from '../log.ts'
 import { MuxError, type MuxErrorCode } from '../mux/types.ts'
 import { LnmuxService } from './proto.ts'
-import { ApiError, type ApiErrorCode, type InvoiceApi, type ListedInvoice, type SettlementStatus } from './service.ts'
+import { ApiError, type AcceptedSet, type ApiErrorCode, type InvoiceApi, type ListedInvoice, type SettlementStatus } from './service.ts'
 
 export const DEFAULT_API_LISTEN: HostPort = { host: '127.0.0.1', port: 19090 }
 
@@ -255,12 +255,12 @@ export class ApiServer {
     }
   }
 
-  // Events are written as they come; `unread` counts those not yet handed to HTTP/2. The replay of
-  // sets accepted before the call may be larger than the queue, so its events raise the limit.
+  // Events are written as they come. `unread` counts live events not yet handed to HTTP/2; the
+  // replay of sets accepted before the call may be larger than the queue, so it is not counted.
   private subscribeAccepted(call: grpc.ServerWritableStream<unknown, unknown>): void {
     if (this.closing) return void call.emit('error', this.shuttingDown())
     let unread = 0
-    let limit = Infinity
+    let replaying = true
     let ended = false
     let unsubscribe: (() => void) | undefined
     const finish = (status?: Partial<grpc.StatusObject>) => {
@@ -274,22 +274,24 @@ export class ApiServer {
     const shutdown = () => finish(this.shuttingDown())
     this.open.add(shutdown)
     call.on('cancelled', () => finish())
+    const send = (set: AcceptedSet) => {
+      if (ended) return
+      const message = { hash: Buffer.from(set.hash), set_id: Buffer.from(set.setId) }
+      if (replaying) return void call.write(message)
+      if (unread >= SUBSCRIBER_QUEUE_SIZE) {
+        finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `buffer overflow: more than ${SUBSCRIBER_QUEUE_SIZE} accepted events unread` })
+        return
+      }
+      unread++
+      call.write(message, () => { unread-- })
+    }
     try {
-      unsubscribe = this.api.subscribeAccepted((set) => {
-        if (ended) return
-        if (unread >= limit) {
-          finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `buffer overflow: more than ${SUBSCRIBER_QUEUE_SIZE} accepted events unread` })
-          return
-        }
-        unread++
-        call.write({ hash: Buffer.from(set.hash), set_id: Buffer.from(set.setId) }, () => { unread-- })
-      })
+      unsubscribe = this.api.subscribeAccepted(send)
     } catch (err) {
       finish(this.toStatus(err, call.getPath()))
       return
     }
-    if (ended) unsubscribe()
-    limit = unread + SUBSCRIBER_QUEUE_SIZE
+    replaying = false
   }
 
   private waitForFinalStatus(call: grpc.ServerUnaryCall<HashRequest, unknown>, callback: grpc.sendUnaryData<unknown>): void {

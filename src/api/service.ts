@@ -57,8 +57,9 @@ export interface InvoiceApi {
   getInfo(): Promise<ApiInfo>
   addInvoice(params: AddInvoiceParams): Promise<CreatedInvoice>
   /**
-   * Calls `listener` once for every set accepted now and not yet settled or cancelled (replay),
-   * then for every set accepted later, until the returned function is called.
+   * Calls `listener` once for every set accepted now and not yet settled or cancelled (the replay,
+   * synchronously, before returning), then for every set accepted later, until the returned
+   * function is called.
    */
   subscribeAccepted(listener: AcceptedListener): () => void
   /** Idempotent: settling the set whose settlement was already requested resolves again. */
