@@ -15,7 +15,7 @@ import { FailureCode } from '../ln/failure.ts'
 import type { LndConnection } from '../lnd/client.ts'
 import { Lightning, Router } from '../lnd/proto.ts'
 import { SimError } from './errors.ts'
-import type { NodeEvent, SimNode } from './network.ts'
+import type { NodeEvent, SimChannel, SimNode } from './network.ts'
 import { payInvoice, type PaymentPartSpec, type PaymentResult } from './payer.ts'
 import type { InterceptedPacket, LocalFailCode, Resolution } from './switch.ts'
 import { selfSignedCert, type TlsIdentity } from './tls.ts'
@@ -249,7 +249,7 @@ export class SimLndServer {
     }
   }
 
-  private rpcChannel (c: ReturnType<SimNode['channels']>[number]): Record<string, unknown> {
+  private rpcChannel (c: SimChannel): Record<string, unknown> {
     const node = this.node
     const side = c.side(node)
     const sat = (msat: bigint): string => String(msat / 1000n)

@@ -392,5 +392,23 @@ test('Lightning/Router RPCs: ListChannels, AddInvoice, DecodePayReq, SendPayment
   assert.equal(payment.status, 'SUCCEEDED')
   assert.equal(sb.pending, 0, 'a payment to bob itself is not a forward')
   assert.equal(ab.balanceMsat[ab.side(bob)], 250_000n)
+
+  // Through bob to dave costs bob's forwarding fee: refused under a zero fee limit, paid under 2 sat.
+  const dave = network.addNode({ name: 'dave', secretKey: key(4) })
+  network.openChannel(bob, dave, { capacityMsat: 2_000_000_000n })
+  const far = dave.addInvoice({ valueMsat: 80_000n })
+  const capped = await clientA.sendPayment({ paymentRequest: far.paymentRequest, feeLimitMsat: 0n, timeoutSeconds: 30 })
+  assert.equal(capped.status, 'FAILED')
+  assert.equal(capped.failureReason, 'FAILURE_REASON_NO_ROUTE')
+  const dave2 = dave.addInvoice({ valueMsat: 80_000n })
+  const paying = clientA.sendPayment({ paymentRequest: dave2.paymentRequest, feeLimitMsat: 2000n, timeoutSeconds: 30 })
+  // bob's interceptor sees the forward to dave's real channel and resumes it, as an edge does.
+  const forward = await sb.next()
+  assert.notEqual(BigInt(forward.outgoing_requested_chan_id), virtualScid(bob.pubkey))
+  sb.call.write({ incoming_circuit_key: forward.incoming_circuit_key, action: 'RESUME' })
+  const paid = await paying
+  assert.equal(paid.status, 'SUCCEEDED')
+  assert.equal(paid.feeMsat, 1000n)
+  assert.equal(paid.preimage, Buffer.from(dave2.preimage).toString('hex'))
   sb.call.cancel()
 })
