@@ -30,6 +30,14 @@ import { selfSignedCert } from '../../src/sim/tls.ts'
 
 const PROTO_DIR = fileURLToPath(new URL('../../proto/lnmux/', import.meta.url))
 
+const run = promisify(execFile)
+
+// grpcurl built with `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest`, if present.
+function findGrpcurl(): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), join(process.env.GOPATH ?? join(homedir(), 'go'), 'bin')]
+  return dirs.filter((dir) => dir !== '').map((dir) => join(dir, 'grpcurl')).find((path) => existsSync(path))
+}
+
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest())
 const equal = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
@@ -495,4 +503,36 @@ test('listening: plaintext refused off loopback; TLS served and required when co
     assert.equal(err.code, 'bind_failed')
     return true
   })
+})
+
+const GRPCURL = findGrpcurl()
+
+test('grpcurl with the vendored proto, as in lnmux\'s README: GetInfo, AddInvoice, SettleInvoice, ListInvoices', {
+  skip: GRPCURL === undefined ? 'grpcurl not installed (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest)' : false
+}, async (t) => {
+  const { api, server } = await setup(t)
+  const grpcurl = async (method: string, body: Msg = {}): Promise<Msg> => {
+    const args = ['-plaintext', '-import-path', PROTO_DIR, '-proto', 'lnmux.proto', '-d', JSON.stringify(body), `127.0.0.1:${server.address.port}`, `lnmux.Service/${method}`]
+    const { stdout } = await run(GRPCURL!, args, { timeout: 10_000 })
+    return JSON.parse(stdout) as Msg
+  }
+  const info = await grpcurl('GetInfo')
+  assert.equal(Buffer.from(info.pubKey, 'base64').toString('hex'), hex(api.info.pubKey))
+  assert.equal(info.network, 'regtest')
+  assert.deepEqual(info.nodes.map((n: Msg) => Buffer.from(n.pubKey, 'base64').toString('hex')), api.info.nodes.map(hex))
+
+  const created = await grpcurl('AddInvoice', { amt_msat: 20000, expiry_secs: 600 })
+  assert.deepEqual(api.added[0], { amtMsat: 20000n, description: '', expirySecs: 600 })
+  assert.match(created.paymentRequest, /^lnbcrt-test-/)
+  const hash = Buffer.from(created.hash, 'base64')
+  assert.equal(hex(sha256(Buffer.from(created.preimage, 'base64'))), hex(hash))
+
+  const set = api.accept(new Uint8Array(hash))
+  assert.deepEqual(await grpcurl('SettleInvoice', { hash: created.hash, set_id: Buffer.from(set.setId).toString('base64') }), {})
+  const listed = await grpcurl('ListInvoices', { max_invoices_count: 10 })
+  assert.equal(listed.invoice.length, 1)
+  assert.equal(listed.invoice[0].hash, created.hash)
+  assert.equal(listed.invoice[0].preimage, created.preimage)
+  assert.equal(listed.invoice[0].status ?? 'SETTLE_REQUESTED', 'SETTLE_REQUESTED')
+  assert.equal(listed.firstSequenceNumber, '1')
 })
