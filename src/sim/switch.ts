@@ -45,13 +45,13 @@ export function circuitKeyId (key: CircuitKey): string {
 }
 
 /** lnd formats a short channel id as block:tx:output (lnwire/short_channel_id.go). */
-export function formatScid (scid: bigint): string {
+export function lndScidString (scid: bigint): string {
   return `${scid >> 40n}:${(scid >> 16n) & 0xffffffn}:${scid & 0xffffn}`
 }
 
 /** models.CircuitKey.String() in lnd, used in its error messages. */
 export function formatCircuitKey (key: CircuitKey): string {
-  return `(Chan ID=${formatScid(key.chanId)}, HTLC ID=${key.htlcId})`
+  return `(Chan ID=${lndScidString(key.chanId)}, HTLC ID=${key.htlcId})`
 }
 
 /** What the HtlcInterceptor stream shows of a held forward (routerrpc ForwardHtlcInterceptRequest). */
