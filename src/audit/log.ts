@@ -15,7 +15,9 @@
 // two agents running from copies of one storage directory would write. Corestore guards against
 // both causes (device-file package, file CORESTORE): an exclusive lock while the store is open, and
 // the device file records its inode and an instance id, so a copied directory fails to open with
-// code DEVICE_FILE; we turn that into AuditError 'storage_copied' and refuse to start.
+// code DEVICE_FILE; we turn that into AuditError 'storage_copied' and refuse to start. Should a fork
+// happen anyway (the guard removed by hand), replication detects it: the second history's signed
+// head contradicts the first, Hypercore emits 'conflict' and stops the core; see `forks`.
 //
 // Second readers. RocksDB allows read-only opens beside the writer: `AuditLog.open({readOnly})`
 // sees everything appended up to its open (it replays the WAL) but not later appends; to follow a
@@ -75,6 +77,9 @@ export class AuditLog {
   readonly core: Hypercore
   readonly readOnly: boolean
   readonly stats: FlushStats = { blocks: 0, records: 0, flushes: 0, flushMs: 0 }
+  // Hex keys of cores for which replication delivered a second signed history (Hypercore's
+  // 'conflict'): the writer forked its log. Hypercore then stops serving that core.
+  readonly forks = new Set<string>()
   private readonly replicas = new Map<string, Hypercore>()
   private queue: Pending[] = []
   private draining: Promise<void> | null = null
@@ -84,6 +89,11 @@ export class AuditLog {
     this.store = store
     this.core = core
     this.readOnly = readOnly
+    this.watch(core)
+  }
+
+  private watch(core: Hypercore): void {
+    core.on('conflict', () => this.forks.add(Buffer.from(core.key).toString('hex')))
   }
 
   static async open(opts: AuditLogOptions): Promise<AuditLog> {
@@ -179,6 +189,7 @@ export class AuditLog {
     if (known !== undefined) return known
     const core = this.store.get({ key, writable: false })
     await core.ready()
+    this.watch(core)
     this.replicas.set(id, core)
     if (!this.readOnly) core.download({ start: 0, end: -1 })
     if (remember && !this.readOnly) await this.core.setUserData(REPLICAS_USER_DATA, Buffer.concat([...this.replicas.values()].map((c) => c.key)))

@@ -6,7 +6,7 @@ export type SettleStatus = 'settle_requested' | 'settled' | 'failed' | 'cancelle
 
 export interface InvoiceEntry {
   status: SettleStatus
-  setId: string | null // hex; a string so that entries do not pin the blocks they were decoded from
+  setId: Uint8Array | null // a copy, so that entries do not pin the blocks they were decoded from
   amountMsat: bigint
   time: number
   writer: string // hex key of the core whose record set the status
@@ -29,6 +29,7 @@ export function emptyRegistry(): Registry {
 
 const hex = (b: Uint8Array): string =>
   (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).toString('hex')
+const sameId = (a: Uint8Array | null, b: Uint8Array): boolean => a !== null && Buffer.compare(a, b) === 0
 
 // Fold one record written by `writer` into the registry. A settlement always wins over a cancel:
 // once a settle record exists a preimage may have left, and every part must then be settled
@@ -40,8 +41,8 @@ export function applyRecord(reg: Registry, record: AuditRecord, writer: string):
       const entry = reg.invoices.get(hash)
       if (entry === undefined || entry.status === 'cancelled') {
         if (entry !== undefined) reg.conflicts.push({ hash, writer, reason: 'settle_after_cancel' })
-        reg.invoices.set(hash, { status: 'settle_requested', setId: hex(record.setId), amountMsat: record.amountMsat, time: record.time, writer })
-      } else if (entry.setId !== hex(record.setId)) {
+        reg.invoices.set(hash, { status: 'settle_requested', setId: Buffer.from(record.setId), amountMsat: record.amountMsat, time: record.time, writer })
+      } else if (!sameId(entry.setId, record.setId)) {
         reg.conflicts.push({ hash, writer, reason: 'second_set' })
       }
       return
@@ -60,8 +61,8 @@ export function applyRecord(reg: Registry, record: AuditRecord, writer: string):
       if (entry !== undefined && entry.status === 'cancelled' && status === 'failed') return
       if (entry === undefined || entry.status === 'cancelled') {
         if (entry !== undefined) reg.conflicts.push({ hash, writer, reason: 'settle_after_cancel' })
-        reg.invoices.set(hash, { status, setId: hex(record.setId), amountMsat: 0n, time: record.time, writer })
-      } else if (entry.setId !== hex(record.setId)) {
+        reg.invoices.set(hash, { status, setId: Buffer.from(record.setId), amountMsat: 0n, time: record.time, writer })
+      } else if (!sameId(entry.setId, record.setId)) {
         reg.conflicts.push({ hash, writer, reason: 'second_set' })
       } else {
         entry.status = status

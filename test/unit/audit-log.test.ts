@@ -173,3 +173,27 @@ test('a flood from one peer writes a bounded number of records', async (t) => {
   assert.ok(log.core.byteLength < 64 * 1024, `core grew to ${log.core.byteLength} bytes`)
   assert.equal(honestAdmitted, 20, 'the honest peer keeps its budget')
 })
+
+test('a fork made by defeating the copy guard is detected by replication', async (t) => {
+  const dir = await tempDir(t)
+  const first = await AuditLog.open({ path: dir })
+  await first.append(settle(1, 1))
+  await first.close()
+  const copy = join(dir, '..', `${dir.split('/').pop()}-fork`)
+  defer(t, () => rm(copy, { recursive: true, force: true }))
+  await cp(dir, copy, { recursive: true })
+  await rm(join(copy, 'CORESTORE')) // what an operator must not do
+  const original = await openLog(t, dir)
+  const forked = await openLog(t, copy)
+  assert.deepEqual(forked.key, original.key, 'same key pair: same log identity')
+  await original.append(settle(2, 2))
+  await forked.append(settle(3, 3)) // a different record at the same position
+  await forked.append(settle(4, 4))
+
+  const member = await openLog(t, await tempDir(t))
+  defer(t, pipe(original, member))
+  const replica = await member.openReplica(original.key)
+  await until(() => replica.contiguousLength === 2)
+  defer(t, pipe(forked, member))
+  await until(() => member.forks.has(Buffer.from(original.key).toString('hex')))
+})
