@@ -148,7 +148,6 @@ function hostPortText(at: HostPort): string {
 }
 
 export class ApiServer {
-  readonly address: HostPort
   private readonly server: grpc.Server
   private readonly api: InvoiceApi
   private readonly log: Logger | undefined
@@ -156,10 +155,10 @@ export class ApiServer {
   // Open streams and waits, each with the function that ends it when the server closes.
   private readonly open = new Set<() => void>()
   private closing: Promise<void> | null = null
+  private bound: HostPort | null = null
 
-  private constructor(server: grpc.Server, address: HostPort, opts: ApiServerOptions) {
+  private constructor(server: grpc.Server, opts: ApiServerOptions) {
     this.server = server
-    this.address = address
     this.api = opts.api
     this.log = opts.log
     this.graceMs = opts.shutdownGraceMs ?? SHUTDOWN_GRACE_MS
@@ -179,15 +178,24 @@ export class ApiServer {
       ? grpc.ServerCredentials.createInsecure()
       : grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
     const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES })
+    const api = new ApiServer(server, opts)
+    // The service is in place before the port opens: no call can meet UNIMPLEMENTED.
+    server.addService(LnmuxService.service, api.handlers())
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(hostPortText(listen), credentials, (err, bound) => {
-        if (err) reject(new ApiServerError('bind_failed', `cannot listen on ${hostPortText(listen)}: ${err.message}`))
-        else resolve(bound)
+      server.bindAsync(hostPortText(listen), credentials, (err, port) => {
+        if (err === null) return resolve(port)
+        server.forceShutdown()
+        reject(new ApiServerError('bind_failed', `cannot listen on ${hostPortText(listen)}: ${err.message}`))
       })
     })
-    const api = new ApiServer(server, { host: listen.host, port }, opts)
-    server.addService(LnmuxService.service, api.handlers())
+    api.bound = { host: listen.host, port }
     return api
+  }
+
+  /** Where the server listens (the actual port when 0 was asked for). */
+  get address(): HostPort {
+    if (this.bound === null) throw new Error('ApiServer: not listening yet')
+    return this.bound
   }
 
   /**
