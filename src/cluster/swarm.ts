@@ -50,7 +50,7 @@ export interface ClusterSwarmOptions {
   storage: string
   hello: LocalHello
   /** DHT bootstrap nodes of a private DHT; the public one when absent. */
-  bootstrap?: BootstrapNode[]
+  bootstrap?: Array<BootstrapNode | string>
   /** Address the DHT node binds (tests: 127.0.0.1). */
   host?: string
   /** Allow-list of agent public keys; anyone with the secret when absent. */

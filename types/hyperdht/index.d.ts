@@ -9,8 +9,6 @@ declare module 'hyperdht' {
     readonly remotePublicKey: Uint8Array
     /** Noise handshake hash `h`, identical on both ends of one connection (set once open). */
     readonly handshakeHash: Uint8Array
-    readonly isInitiator: boolean
-    setKeepAlive(ms: number): void
   }
   export interface KeyPair {
     publicKey: Uint8Array
@@ -25,17 +23,13 @@ declare module 'hyperdht' {
     bootstrap?: Array<BootstrapNode | string>
     host?: string
     port?: number
-    ephemeral?: boolean
-    firewalled?: boolean
   }
   export default class DHT extends EventEmitter {
     constructor(opts?: DHTOptions)
     static keyPair(seed?: Uint8Array): KeyPair
     /** Dials the server listening on `publicKey`. */
     connect(publicKey: Uint8Array, opts?: { keyPair?: KeyPair }): NoiseSocket
-    fullyBootstrapped(): Promise<void>
     destroy(opts?: { force?: boolean }): Promise<void>
-    readonly destroyed: boolean
   }
 }
 

@@ -9,7 +9,6 @@ declare module 'hyperswarm' {
   export interface PeerInfo {
     readonly publicKey: Uint8Array
     readonly client: boolean
-    banned: boolean
     ban(value: boolean): void
   }
 
@@ -23,23 +22,18 @@ declare module 'hyperswarm' {
     dht?: DHT
     /** Return true to refuse the remote key (checked before the Noise handshake completes). */
     firewall?: (remotePublicKey: Uint8Array) => boolean
-    maxPeers?: number
   }
 
   export default class Hyperswarm extends EventEmitter {
     constructor(opts?: SwarmOptions)
     readonly keyPair: KeyPair
-    readonly dht: DHT
     readonly connections: Set<NoiseSocket>
     readonly peers: Map<string, PeerInfo>
-    readonly destroyed: boolean
     join(topic: Uint8Array, opts?: { server?: boolean; client?: boolean }): PeerDiscoverySession
     joinPeer(publicKey: Uint8Array): void
     listen(): Promise<void>
     flush(): Promise<boolean>
     destroy(opts?: { force?: boolean }): Promise<void>
     on(event: 'connection', listener: (socket: NoiseSocket, info: PeerInfo) => void): this
-    on(event: 'ban', listener: (info: PeerInfo, err: Error) => void): this
-    on(event: 'update', listener: () => void): this
   }
 }
