@@ -18,6 +18,7 @@ import { OnionError, PayloadType, peelOnion, type HopPayload } from '../ln/onion
 import { FailureCode, createFailurePacket, encodeFailureMessage, type FailureMessage } from '../ln/failure.ts'
 import { parsePaymentAddr, statelessPreimage, type VirtualChannelPolicy } from '../ln/stateless.ts'
 import { virtualScid } from '../ln/scid.ts'
+import type { InterceptorFailureCode } from '../lnd/circuits.ts'
 import type { Decision, FailReason, InterceptedHtlc } from './types.ts'
 
 export interface CheckContext {
@@ -51,7 +52,7 @@ export type CheckResult = { ok: true; part: ValidPart } | { ok: false; reason: F
 
 /** A failure message encrypted by the virtual node as the erring (final) node: 292 bytes. */
 export function encryptedFailure(sharedSecret: Uint8Array, message: FailureMessage): Decision {
-  return { action: 'fail', failurePacket: createFailurePacket(sharedSecret, encodeFailureMessage(message)) }
+  return { action: 'fail', failureMessage: createFailurePacket(sharedSecret, encodeFailureMessage(message)) }
 }
 
 /**
@@ -66,7 +67,7 @@ export function incorrectOrUnknown(sharedSecret: Uint8Array, htlc: InterceptedHt
   })
 }
 
-function failWithCode(reason: FailReason, failureCode: number): CheckResult {
+function failWithCode(reason: FailReason, failureCode: InterceptorFailureCode): CheckResult {
   return { ok: false, reason, decision: { action: 'fail', failureCode } }
 }
 
@@ -83,13 +84,13 @@ export function virtualHopFee(policy: VirtualChannelPolicy, outgoingAmountMsat: 
 function checkVirtualHop(htlc: InterceptedHtlc, policy: VirtualChannelPolicy): CheckResult | undefined {
   // An edge forwards only HTLCs for its own node's virtual scid; anything else is not ours to take.
   if (htlc.outgoingRequestedChanId !== virtualScid(htlc.circuit.node)) {
-    return failWithCode('wrong_channel', FailureCode.TEMPORARY_CHANNEL_FAILURE)
+    return failWithCode('wrong_channel', 'TEMPORARY_CHANNEL_FAILURE')
   }
   if (htlc.incomingAmountMsat < htlc.outgoingAmountMsat + virtualHopFee(policy, htlc.outgoingAmountMsat)) {
-    return failWithCode('fee_insufficient', FailureCode.TEMPORARY_CHANNEL_FAILURE)
+    return failWithCode('fee_insufficient', 'TEMPORARY_CHANNEL_FAILURE')
   }
   if (htlc.incomingExpiry - policy.cltvExpiryDelta < htlc.outgoingExpiry) {
-    return failWithCode('incorrect_cltv_expiry', FailureCode.TEMPORARY_CHANNEL_FAILURE)
+    return failWithCode('incorrect_cltv_expiry', 'TEMPORARY_CHANNEL_FAILURE')
   }
   return undefined
 }
@@ -99,11 +100,11 @@ function checkVirtualHop(htlc: InterceptedHtlc, policy: VirtualChannelPolicy): C
  * from lnd (update_add_htlc carries exactly 1366 bytes); lnd's DecodeHopIterator answers any packet
  * it cannot parse, other than a bad version, with invalid_onion_key, and so do we.
  */
-const MALFORMED: Record<string, { reason: FailReason; code: number }> = {
-  invalid_version: { reason: 'invalid_onion_version', code: FailureCode.INVALID_ONION_VERSION },
-  invalid_hmac: { reason: 'invalid_onion_hmac', code: FailureCode.INVALID_ONION_HMAC },
-  invalid_key: { reason: 'invalid_onion_key', code: FailureCode.INVALID_ONION_KEY },
-  invalid_length: { reason: 'invalid_onion_key', code: FailureCode.INVALID_ONION_KEY }
+const MALFORMED: Record<string, { reason: FailReason; code: InterceptorFailureCode }> = {
+  invalid_version: { reason: 'invalid_onion_version', code: 'INVALID_ONION_VERSION' },
+  invalid_hmac: { reason: 'invalid_onion_hmac', code: 'INVALID_ONION_HMAC' },
+  invalid_key: { reason: 'invalid_onion_key', code: 'INVALID_ONION_KEY' },
+  invalid_length: { reason: 'invalid_onion_key', code: 'INVALID_ONION_KEY' }
 }
 
 type Peeled = { ok: true; sharedSecret: Uint8Array; payload: HopPayload } | { ok: false; result: CheckResult }

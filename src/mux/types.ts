@@ -1,6 +1,7 @@
 // The vocabulary of the virtual node's HTLC-set state machine: what it is fed (intercepted HTLCs,
 // application requests, final resolutions, clock and block height), what it emits (per-circuit
 // decisions, notifications, records to persist) and the durable records it is rebuilt from.
+import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
 
 /** lnd's CircuitKey, made cluster-wide by the node that holds it (lnmux's types.HtlcKey). */
 export interface Circuit {
@@ -51,12 +52,12 @@ export type FailReason =
   | 'accept_timeout'
   | 'hold_limit' // lnd's auto_fail_height is about to be reached
 
-export type Decision =
-  | { action: 'settle'; preimage: Uint8Array }
-  /** The 292-byte failure packet encrypted by the virtual node (interceptor `failure_message`). */
-  | { action: 'fail'; failurePacket: Uint8Array }
-  /** A failure the real node originates itself (interceptor `failure_code`, lnrpc.Failure.FailureCode). */
-  | { action: 'fail'; failureCode: number }
+/**
+ * What the virtual node decides for one HTLC: the interceptor's resolutions other than RESUME
+ * (src/lnd/circuits.ts). A failure is either the 292-byte packet encrypted by the virtual node
+ * (interceptor `failure_message`) or a code the real node originates itself (`failure_code`).
+ */
+export type Decision = Exclude<InterceptorDecision, { action: 'resume' }>
 
 /** One HTLC as it stands in a set and in a settle record. */
 export interface SetHtlc {

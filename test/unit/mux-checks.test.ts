@@ -31,26 +31,26 @@ test('a valid single-part payment is accepted, and settles with the invoice prei
 test('virtual hop: wrong virtual scid, short fee and short cltv delta are failed by the real node with temporary_channel_failure', () => {
   const inv = invoice(AMOUNT)
   const wrong = decide(part(inv, { htlcId: 1n, amountMsat: AMOUNT, htlc: { outgoingRequestedChanId: 123n } }))
-  assert.deepEqual([wrong.decision, wrong.reason], [{ action: 'fail', failureCode: FailureCode.TEMPORARY_CHANNEL_FAILURE }, 'wrong_channel'])
+  assert.deepEqual([wrong.decision, wrong.reason], [{ action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }, 'wrong_channel'])
 
   const policy = { feeBaseMsat: 1000, feeProportionalMillionths: 100, cltvExpiryDelta: 40 }
   // fee = 1000 + 50_000_000 * 100 / 1e6 = 6000 msat
   const short = decide(part(inv, { htlcId: 2n, amountMsat: AMOUNT, htlc: { incomingAmountMsat: AMOUNT + 5999n } }), { policy })
-  assert.deepEqual([short.decision, short.reason], [{ action: 'fail', failureCode: FailureCode.TEMPORARY_CHANNEL_FAILURE }, 'fee_insufficient'])
+  assert.deepEqual([short.decision, short.reason], [{ action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }, 'fee_insufficient'])
   const enough = machine(new FakeClock(), { policy }).htlc(part(inv, { htlcId: 3n, amountMsat: AMOUNT, htlc: { incomingAmountMsat: AMOUNT + 6000n } }).htlc)
   assert.equal(only(enough, 'accepted').amountMsat, AMOUNT)
 
   const cltv = decide(part(inv, { htlcId: 4n, amountMsat: AMOUNT, htlc: { incomingExpiry: FINAL_CLTV + 39 } }))
-  assert.deepEqual([cltv.decision, cltv.reason], [{ action: 'fail', failureCode: FailureCode.TEMPORARY_CHANNEL_FAILURE }, 'incorrect_cltv_expiry'])
+  assert.deepEqual([cltv.decision, cltv.reason], [{ action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }, 'incorrect_cltv_expiry'])
 })
 
 test('undecryptable onions get the BADONION code (no shared secret to encrypt with)', () => {
   const inv = invoice(AMOUNT)
-  const cases: [string, (blob: Uint8Array) => Uint8Array, number][] = [
-    ['invalid_onion_version', (b) => Uint8Array.from([1, ...b.subarray(1)]), FailureCode.INVALID_ONION_VERSION],
-    ['invalid_onion_hmac', (b) => Uint8Array.from(b, (x, i) => (i === 500 ? x ^ 1 : x)), FailureCode.INVALID_ONION_HMAC],
-    ['invalid_onion_key', (b) => Uint8Array.from(b, (x, i) => (i >= 2 && i < 34 ? 0xff : x)), FailureCode.INVALID_ONION_KEY],
-    ['invalid_onion_key', (b) => b.subarray(0, 1000), FailureCode.INVALID_ONION_KEY]
+  const cases: [string, (blob: Uint8Array) => Uint8Array, string][] = [
+    ['invalid_onion_version', (b) => Uint8Array.from([1, ...b.subarray(1)]), 'INVALID_ONION_VERSION'],
+    ['invalid_onion_hmac', (b) => Uint8Array.from(b, (x, i) => (i === 500 ? x ^ 1 : x)), 'INVALID_ONION_HMAC'],
+    ['invalid_onion_key', (b) => Uint8Array.from(b, (x, i) => (i >= 2 && i < 34 ? 0xff : x)), 'INVALID_ONION_KEY'],
+    ['invalid_onion_key', (b) => b.subarray(0, 1000), 'INVALID_ONION_KEY']
   ]
   for (const [i, [reason, mangle, code]] of cases.entries()) {
     const p = part(inv, { htlcId: BigInt(i), amountMsat: AMOUNT })

@@ -115,9 +115,9 @@ export function part(inv: StatelessInvoice, o: PartOptions): Part {
  * the layers and finds the erring hop.
  */
 export function atOrigin(p: Part, decision: Decision | undefined): { hopIndex: number; message: FailureMessage } {
-  if (decision === undefined || decision.action !== 'fail' || !('failurePacket' in decision)) throw new Error('not an encrypted failure')
-  if (decision.failurePacket.length !== 292) throw new Error(`failure packet is ${decision.failurePacket.length} bytes`)
-  const wrapped = wrapFailurePacket(p.sharedSecrets[0]!, decision.failurePacket)
+  if (decision === undefined || decision.action !== 'fail' || !('failureMessage' in decision)) throw new Error('not an encrypted failure')
+  if (decision.failureMessage.length !== 292) throw new Error(`failure packet is ${decision.failureMessage.length} bytes`)
+  const wrapped = wrapFailurePacket(p.sharedSecrets[0]!, decision.failureMessage)
   const { hopIndex, message } = decodeFailurePacket(p.sharedSecrets, wrapped)
   return { hopIndex, message: decodeFailureMessage(message) }
 }
