@@ -5,7 +5,8 @@
 //   1. Hyperswarm's firewall refuses keys outside `members` and keys we banned, before the Noise
 //      handshake completes.
 //   2. Both sides open the "highwire/v1" channel with their proof as the channel handshake. A peer
-//      whose proof is missing (after proofTimeoutMs) or wrong is disconnected, banned and reported.
+//      whose proof is wrong is disconnected, banned and reported; one whose proof does not come
+//      within proofTimeoutMs is disconnected and reported.
 //   3. Once the remote proof checks, the socket is offered to 'connection' listeners (the audit log
 //      replicates its cores over the same muxer) and we send our hello.
 //   4. Every frame then goes through the InboundGate (rate, shape, sender, signature, skew, replay);
@@ -13,7 +14,7 @@
 import { EventEmitter } from 'node:events'
 import Hyperswarm, { type NoiseSocket, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
-import Protomux, { type Message as MuxMessage } from 'protomux'
+import Protomux, { type Channel, type Message as MuxMessage } from 'protomux'
 import c from 'compact-encoding'
 import { deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from './auth.ts'
 import { encodeEnvelope, type AgentKeyPair, type Envelope } from './envelope.ts'
@@ -39,6 +40,11 @@ const REJECT_REPORT_WINDOW_MS = 60_000
  * millisecond of uptime on average.
  */
 const SEQ_PER_MS = 1024
+/**
+ * Rejections that disconnect without a ban: a proof that never came is more likely a dying link
+ * than an attack, and banning a member for it would keep it out of the next election.
+ */
+const UNBANNED: ReadonlySet<PeerErrorCode> = new Set(['proof_timeout'])
 
 /** What this agent says about itself in its hello (the agent key and version are filled in). */
 export type LocalHello = Pick<Hello, 'role' | 'priority' | 'muxKey' | 'nodes' | 'auditCore'>
@@ -80,14 +86,15 @@ export interface ClusterSwarm {
   /** Every accepted envelope except pings and pongs, hellos included. */
   on(event: 'message', listener: (envelope: Envelope, peer: string) => void): this
   on(event: 'reject', listener: (event: RejectEvent) => void): this
+  /** The authenticated connection of a peer ended (and no newer one replaced it). */
   on(event: 'disconnect', listener: (peer: string) => void): this
 }
 
 const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
 
 export class ClusterSwarm extends EventEmitter {
-  readonly keyPair: AgentKeyPair
   readonly publicKey: Uint8Array
+  private readonly keyPair: AgentKeyPair
   readonly peers = new PeerTable()
   private readonly swarm: Hyperswarm
   private readonly authKey: Uint8Array
@@ -158,7 +165,10 @@ export class ClusterSwarm extends EventEmitter {
     this.broadcast(this.host.hello())
   }
 
-  /** Signs `message` and sends it to one authenticated peer; false if it is not connected. */
+  /**
+   * Signs `message` and queues it for one authenticated peer; false if it is not connected.
+   * Frames are queued without backpressure: callers bound what they send (one offer per HTLC).
+   */
   send(peer: string, message: Message): boolean {
     const conn = this.connections.get(peer)
     if (conn === undefined) return false
@@ -232,12 +242,14 @@ export class ClusterSwarm extends EventEmitter {
     message: (envelope, peer) => this.emit('message', envelope, peer),
     reject: (peer, err, socket) => {
       // Disconnect and ban a misbehaving peer, and say why (rate-limited).
-      this.bans.ban(peer, this.now() + this.options.banMs)
+      if (!UNBANNED.has(err.code)) this.bans.ban(peer, this.now() + this.options.banMs)
       socket.destroy()
       this.report(peer, err)
     },
     closed: (conn) => {
-      if (this.connections.get(conn.peer) === conn) this.connections.delete(conn.peer)
+      // Hyperswarm may replace a connection with a newer one; only the current one's end counts.
+      if (this.connections.get(conn.peer) !== conn) return
+      this.connections.delete(conn.peer)
       this.emit('disconnect', conn.peer)
     }
   }
@@ -283,6 +295,7 @@ class Connection {
   readonly peer: string
   private readonly status: PeerStatus
   private readonly gate: InboundGate
+  private channel: Channel | null = null
   private frames: MuxMessage<Uint8Array> | null = null
   private proofTimer: NodeJS.Timeout | null = null
   private authenticated = false
@@ -310,6 +323,7 @@ class Connection {
     })
     // null: the stream is already closing.
     if (channel === null) return void socket.destroy()
+    conn.channel = channel
     conn.frames = channel.addMessage({ encoding: c.raw, onmessage: (data) => conn.onFrame(data) })
     conn.proofTimer = setTimeout(
       () => conn.fail(new PeerError('proof_timeout', 'no secret proof in time')),
@@ -318,8 +332,12 @@ class Connection {
     channel.open(host.proofFor(socket))
   }
 
+  /** Queues one envelope; false when the channel is not (or no longer) open to an authenticated peer. */
   sendBytes(bytes: Uint8Array): boolean {
-    return this.authenticated && this.frames !== null && this.frames.send(bytes)
+    if (!this.authenticated || this.channel === null || this.frames === null || this.channel.closed) return false
+    // send() answers whether the stream is drained, not whether the frame was queued: it was.
+    this.frames.send(bytes)
+    return true
   }
 
   ping(): void {

@@ -158,6 +158,12 @@ test('two agents with the secret prove it, exchange hellos, signed messages and 
   b.updateHello({ ...localHello('edge'), nodes: [] })
   await until(() => a.peers.get(hex(b.publicKey))?.hello?.nodes.length === 0, 'the updated hello')
   assert.equal(events(a).peers.length, 1)
+
+  const gone = once(a, 'disconnect')
+  await b.close()
+  assert.deepEqual(await gone, [hex(b.publicKey)])
+  assert.deepEqual(a.peers.list(), [])
+  assert.equal(a.send(hex(b.publicKey), { type: 'ping', nonce: 1 }), false)
 })
 
 test('the connection hook lets the audit log replicate cores over the same connection', { timeout: 15_000 }, async (t) => {
@@ -327,4 +333,5 @@ test('a connection that never proves the secret is dropped after the proof timeo
   await once(socket, 'open')
   await new Promise((resolve) => socket.on('close', resolve))
   assert.deepEqual(aRejects.map((r) => r.code), ['proof_timeout'])
+  assert.ok(!a.isBanned(hex(socket.publicKey)), 'a slow link is not banned')
 })
