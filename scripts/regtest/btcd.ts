@@ -30,7 +30,6 @@ export function btcdArgs (spec: BtcdSpec): string[] {
   return [
     `--configfile=${emptyConfig(spec, 'btcd.conf')}`,
     '--regtest',
-    `--appdata=${spec.dir}`,
     `--datadir=${path.join(spec.dir, 'data')}`,
     `--logdir=${path.join(spec.dir, 'logs')}`,
     `--rpccert=${btcdRpcCert(spec)}`,

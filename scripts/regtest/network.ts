@@ -22,10 +22,11 @@ export type NodeName = typeof NODE_NAMES[number]
 export const CHANNEL_SAT = 1_000_000
 // Given by Carol to Alice and Bob: opening fees, anchor reserves, later tests.
 const FUNDING_SAT = 50_000_000
-// Regtest coinbase outputs mature after 100 blocks; 105 leaves five spendable
-// 50 BTC coinbases for Carol (funding transaction, two channel opens, spare).
-const COINBASE_MATURITY = 100
-const INITIAL_BLOCKS = COINBASE_MATURITY + 5
+// btcd activates segwit on regtest through BIP 9 (window 144 blocks): started
+// at 144, locked in at 288, active at 432. Until then it rejects the witness
+// transactions lnd makes. By then hundreds of Carol's coinbases have matured.
+const SEGWIT_ACTIVE_HEIGHT = 432
+const INITIAL_BLOCKS = SEGWIT_ACTIVE_HEIGHT + 8
 // lnd announces a channel at 6 confirmations (BOLT 7 announcement_signatures).
 const ANNOUNCE_CONFS = 6
 const DEFAULT_PORT_BASE = 29700
@@ -263,7 +264,9 @@ async function waitNetworkReady (lncli: Lncli, pubkeys: Record<string, string>):
       const { channels: list } = await lncli(from, ['listchannels', '--active_only'])
       return (list as any[]).find((c) => c.remote_pubkey === pubkeys[to])
     }, 60_000)
-    channels.push({ from, to, chanId: String(ch.chan_id), channelPoint: ch.channel_point, capacitySat: Number(ch.capacity) })
+    // lncli ≥ 0.21 prints `chan_id` as the 32-byte channel id and the short
+    // channel id (gRPC's uint64 `chan_id`) as `scid`.
+    channels.push({ from, to, chanId: String(ch.scid), channelPoint: ch.channel_point, capacitySat: Number(ch.capacity) })
   }
   // Usable graph: every node knows every channel with both directions' policies,
   // so Carol can route to Bob via Alice and Alice can route to Bob directly.
@@ -403,7 +406,7 @@ export async function startNode (name: NodeName): Promise<void> {
   const mine = env.channels.filter((c) => c.from === name || c.to === name)
   await waitFor(`${name}'s channels active`, async () => {
     const { channels } = await runLncli(bins.lncli, spec(state, name), ['listchannels', '--active_only'])
-    const active = new Set((channels as any[]).map((c) => String(c.chan_id)))
+    const active = new Set((channels as any[]).map((c) => String(c.scid)))
     return mine.every((c) => active.has(c.chanId)) ? true : undefined
   }, 60_000, 500)
 }

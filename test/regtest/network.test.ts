@@ -33,7 +33,7 @@ test('env.json gives each node in the shape of lnd.nodes[] and the three channel
   for (const c of env.channels) {
     assert.match(c.chanId, /^\d+$/)
     const { channels } = await lncli(c.from, ['listchannels', '--active_only'])
-    const live = (channels as any[]).find((x) => x.chan_id === c.chanId)
+    const live = (channels as any[]).find((x) => x.scid === c.chanId)
     assert.ok(live !== undefined, `${c.from}→${c.to} is active`)
     assert.equal(live.channel_point, c.channelPoint)
     assert.equal(live.remote_pubkey, node(c.to).pubkey)
@@ -75,7 +75,7 @@ test('a payment alice forwards is held until an interceptor attaches', async (t)
   let held = false
   while (!held && Date.now() < deadline) {
     const { channels } = await lncli('alice', ['listchannels'])
-    const incoming = (channels as any[]).find((c) => c.chan_id === viaAlice.chanId)
+    const incoming = (channels as any[]).find((c) => c.scid === viaAlice.chanId)
     held = (incoming?.pending_htlcs ?? []).some((h: any) => h.hash_lock === inv.r_hash)
     if (!held) await new Promise((resolve) => setTimeout(resolve, 250))
   }
