@@ -37,6 +37,11 @@ export const MAX_API_STATUS_MESSAGE_BYTES = 256
 const key32 = fixedBytes(32)
 const key33 = fixedBytes(33)
 
+/**
+ * An agent's main role (DESIGN.md, "Roles"): `candidate` if it holds the identity key, else `edge` if
+ * it holds nodes, else `witness`. The rest follows from the hello: an agent with nodes is an edge for
+ * each of them whatever its role, and the voters are the agents with nodes plus the witnesses.
+ */
 export type Role = 'candidate' | 'edge' | 'witness'
 export const ROLES: readonly Role[] = ['candidate', 'edge', 'witness']
 
