@@ -43,7 +43,6 @@ export type PeerErrorCode =
   | 'clock_skew'
   | 'replay'
   | 'hello_expected'
-  | 'hello_mismatch'
   | 'protocol_version'
   | 'mux_key_mismatch'
 

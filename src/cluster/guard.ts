@@ -3,6 +3,9 @@
 // Pure: every decision takes `now` (unix ms) from the caller.
 import { decodeEnvelope, verifyEnvelope, type Envelope } from './envelope.ts'
 import { EnvelopeError, PeerError } from './errors.ts'
+import { claimedSender } from './messages.ts'
+
+const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
 
 /** A token bucket: `rate` tokens per second, holding at most `burst`. */
 export class TokenBucket {
@@ -106,7 +109,8 @@ export interface InboundOptions {
 
 /**
  * The checks an envelope from one connection goes through, cheapest first: rate, size and shape,
- * sender = the connection's authenticated key, signature, clock skew, then the per-sender sequence.
+ * sender = the connection's authenticated key (and = the author a message names), signature, clock
+ * skew, then the per-sender sequence.
  * The last-seen sequence numbers are shared by all connections (`lastSeq`), so a reconnect does not
  * reopen the replay window. Throws PeerError; a peer that fails any check is disconnected.
  */
@@ -135,8 +139,12 @@ export class InboundGate {
       if (err instanceof EnvelopeError) throw new PeerError(err.code, err.message)
       throw err
     }
-    const from = Buffer.from(envelope.from).toString('hex')
+    const from = hex(envelope.from)
     if (from !== this.remoteKey) throw new PeerError('wrong_sender', `envelope from ${from} on the connection of ${this.remoteKey}`)
+    const claimed = claimedSender(envelope.message)
+    if (claimed !== null && hex(claimed) !== from) {
+      throw new PeerError('wrong_sender', `${envelope.message.type} names ${hex(claimed)} as its author, sent by ${from}`)
+    }
     if (!verifyEnvelope(envelope)) throw new PeerError('bad_signature', `${envelope.message.type} envelope signature does not verify`)
     if (Math.abs(envelope.time - now) > this.options.maxClockSkewMs) {
       throw new PeerError('clock_skew', `envelope time is ${envelope.time - now} ms from ours`)

@@ -56,10 +56,14 @@ export interface NodeInfo {
   inboundMsat: bigint
 }
 
-/** Raft's "last log term / last log index", over the agent's settle and cancel records. */
+/**
+ * How recent an agent's knowledge is, compared (term, then records) like Raft's last log term and
+ * index (election.ts, `View`): the highest term in which it saw a leader serve, and how many settle
+ * and cancel records it holds.
+ */
 export interface RecordView {
   term: number
-  index: number
+  records: number
 }
 
 /** An HTLC's identity on the node that holds it (lnd's CircuitKey plus the node). */
@@ -101,27 +105,38 @@ export interface Pong {
   nonce: number
 }
 
+// Election messages mirror election.ts's ElectionMessage, with agent keys as bytes. A key naming
+// the sender (voter, leader, candidate) must equal the envelope's `from` (see claimedSender).
+
 export interface VoteRequest {
   type: 'vote-request'
   term: number
   candidate: Uint8Array
   view: RecordView
+  /** mux.priority of the candidate. */
+  priority: number
 }
 
-export interface VoteGrant {
-  type: 'vote-grant'
+export interface Vote {
+  type: 'vote'
   term: number
-  candidate: Uint8Array
+  voter: Uint8Array
   granted: boolean
 }
 
-export interface LeaderLease {
-  type: 'leader-lease'
+export interface Lease {
+  type: 'lease'
   term: number
   leader: Uint8Array
-  view: RecordView
-  /** A duration, not a deadline: agents' clocks need not agree. */
-  durationMs: number
+  /** The leader's clock when it sent the lease, echoed by acknowledgements. */
+  at: number
+}
+
+export interface LeaseAck {
+  type: 'lease-ack'
+  term: number
+  voter: Uint8Array
+  at: number
 }
 
 export interface HtlcOffer {
@@ -195,8 +210,9 @@ export type Message =
   | Ping
   | Pong
   | VoteRequest
-  | VoteGrant
-  | LeaderLease
+  | Vote
+  | Lease
+  | LeaseAck
   | HtlcOffer
   | HtlcDecision
   | HtlcResolved
@@ -215,7 +231,7 @@ const nodeInfo = struct<NodeInfo>({
   inboundMsat: bigU64
 })
 
-const recordView = struct<RecordView>({ term: u64, index: u64 })
+const recordView = struct<RecordView>({ term: u64, records: u64 })
 
 const circuit = struct<Circuit>({ node: key33, chanId: bigU64, htlcId: bigU64 })
 
@@ -263,18 +279,13 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
   pong: { id: 3, encoding: struct<Body<'pong'>>({ nonce: u32 }) },
   'vote-request': {
     id: 4,
-    encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView })
+    encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView, priority: u32 })
   },
-  'vote-grant': {
-    id: 5,
-    encoding: struct<Body<'vote-grant'>>({ term: u64, candidate: key32, granted: bool })
-  },
-  'leader-lease': {
-    id: 6,
-    encoding: struct<Body<'leader-lease'>>({ term: u64, leader: key32, view: recordView, durationMs: u32 })
-  },
+  vote: { id: 5, encoding: struct<Body<'vote'>>({ term: u64, voter: key32, granted: bool }) },
+  lease: { id: 6, encoding: struct<Body<'lease'>>({ term: u64, leader: key32, at: u64 }) },
+  'lease-ack': { id: 7, encoding: struct<Body<'lease-ack'>>({ term: u64, voter: key32, at: u64 }) },
   'htlc-offer': {
-    id: 7,
+    id: 8,
     encoding: struct<Body<'htlc-offer'>>({
       term: u64,
       circuit,
@@ -290,19 +301,19 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
     })
   },
   'htlc-decision': {
-    id: 8,
+    id: 9,
     encoding: struct<Body<'htlc-decision'>>({ term: u64, circuit, resolution })
   },
   'htlc-resolved': {
-    id: 9,
+    id: 10,
     encoding: struct<Body<'htlc-resolved'>>({ term: u64, circuit, settled: bool })
   },
   'records-request': {
-    id: 10,
+    id: 11,
     encoding: struct<Body<'records-request'>>({ term: u64, requestId: u32, after: u64 })
   },
   'records-reply': {
-    id: 11,
+    id: 12,
     encoding: struct<Body<'records-reply'>>({
       term: u64,
       requestId: u32,
@@ -311,7 +322,7 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
     })
   },
   'api-forward': {
-    id: 12,
+    id: 13,
     encoding: struct<Body<'api-forward'>>({
       requestId: u32,
       method: string(MAX_API_METHOD_BYTES),
@@ -319,7 +330,7 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
     })
   },
   'api-reply': {
-    id: 13,
+    id: 14,
     encoding: struct<Body<'api-reply'>>({
       requestId: u32,
       status: u32,
@@ -348,3 +359,20 @@ export function bodyEncoding<K extends MessageType>(type: K): Encoding<Body<K>> 
   return BODIES[type].encoding
 }
 
+
+/** The key a message claims as its author, which must be the envelope's sender; null if none. */
+export function claimedSender(message: Message): Uint8Array | null {
+  switch (message.type) {
+    case 'hello':
+      return message.agent
+    case 'vote-request':
+      return message.candidate
+    case 'vote':
+    case 'lease-ack':
+      return message.voter
+    case 'lease':
+      return message.leader
+    default:
+      return null
+  }
+}

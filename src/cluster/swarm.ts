@@ -233,7 +233,7 @@ export class ClusterSwarm extends EventEmitter {
     proofFor: (socket) => secretProof(this.authKey, socket.handshakeHash, this.publicKey),
     proofChecks: (socket, proof) => verifySecretProof(this.authKey, socket.handshakeHash, socket.remotePublicKey, proof),
     newGate: (peer) => new InboundGate(peer, this.lastSeq, this.options, this.now()),
-    checkHello: (hello, peer) => this.checkHello(hello, peer),
+    checkHello: (hello) => this.checkHello(hello),
     authenticated: (conn, socket) => {
       this.connections.set(conn.peer, conn)
       this.emit('connection', socket, conn.peer)
@@ -254,9 +254,8 @@ export class ClusterSwarm extends EventEmitter {
     }
   }
 
-  /** Hello checks beyond the envelope's: the agent is the sender, same protocol, same virtual node. */
-  private checkHello(hello: Hello, peer: string): void {
-    if (hex(hello.agent) !== peer) throw new PeerError('hello_mismatch', `hello for agent ${hex(hello.agent)} from ${peer}`)
+  /** Hello checks beyond the envelope's (which made sure hello.agent is the sender). */
+  private checkHello(hello: Hello): void {
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new PeerError('protocol_version', `peer speaks protocol ${hello.protocolVersion}, we speak ${PROTOCOL_VERSION}`)
     }
@@ -282,7 +281,7 @@ interface ConnectionHost {
   proofFor(socket: NoiseSocket): Uint8Array
   proofChecks(socket: NoiseSocket, proof: Uint8Array): boolean
   newGate(peer: string): InboundGate
-  checkHello(hello: Hello, peer: string): void
+  checkHello(hello: Hello): void
   authenticated(conn: Connection, socket: NoiseSocket): void
   helloReceived(status: PeerStatus): void
   message(envelope: Envelope, peer: string): void
@@ -374,7 +373,7 @@ class Connection {
   private handle(envelope: Envelope): void {
     const { message } = envelope
     if (message.type === 'hello') {
-      this.host.checkHello(message, this.peer)
+      this.host.checkHello(message)
       const first = this.status.hello === null
       this.status.hello = message
       if (first) this.host.helloReceived(this.status)

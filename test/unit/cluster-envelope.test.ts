@@ -24,7 +24,7 @@ function keyPair(): AgentKeyPair {
 }
 
 const circuit = { node: randomBytes(33), chanId: 0x8000_0000_0000_0001n, htlcId: 7n }
-const view = { term: 3, index: 41 }
+const view = { term: 3, records: 41 }
 
 /** One sample of every message type, with fields at awkward values (max uint64, empty, null). */
 function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { type: K }> } {
@@ -44,9 +44,10 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { ty
     },
     ping: { type: 'ping', nonce: 0xffffffff },
     pong: { type: 'pong', nonce: 0 },
-    'vote-request': { type: 'vote-request', term: 2 ** 40, candidate: agent, view },
-    'vote-grant': { type: 'vote-grant', term: 4, candidate: agent, granted: true },
-    'leader-lease': { type: 'leader-lease', term: 4, leader: agent, view, durationMs: 3000 },
+    'vote-request': { type: 'vote-request', term: 2 ** 40, candidate: agent, view, priority: 7 },
+    vote: { type: 'vote', term: 4, voter: agent, granted: true },
+    lease: { type: 'lease', term: 4, leader: agent, at: 1_700_000_000_123 },
+    'lease-ack': { type: 'lease-ack', term: 4, voter: agent, at: 1_700_000_000_123 },
     'htlc-offer': {
       type: 'htlc-offer',
       term: 4,
@@ -131,7 +132,7 @@ test('decodeEnvelope rejects oversize, unknown types, trailing bytes and non-can
   assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, ping, new Uint8Array(0)))), 'malformed_body')
   // nonce 1 written as a 3-byte uint (0xfd prefix) instead of one byte
   assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, ping, Uint8Array.of(0xfd, 1, 0)))), 'non_canonical')
-  const grant = messageTypeId('vote-grant')
+  const grant = messageTypeId('vote')
   const badBool = Uint8Array.of(4, ...kp.publicKey, 2)
   assert.equal(code(() => decodeEnvelope(sealEnvelope(kp, 1, 1, grant, badBool))), 'malformed_body')
   assert.throws(() => encodeEnvelope(kp, 1, 1, { type: 'ping', nonce: -1 }), RangeError)
@@ -199,6 +200,9 @@ test('the inbound gate rejects each bad envelope with its reason', () => {
   forged[forged.length - 5]! ^= 0xff
   assert.equal(reason(forged), 'bad_signature')
   assert.equal(reason(encodeEnvelope(keyPair(), 8, now, { type: 'ping', nonce: 1 })), 'wrong_sender')
+  const other = keyPair().publicKey
+  assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'vote', term: 1, voter: other, granted: true })), 'wrong_sender')
+  assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'lease', term: 1, leader: other, at: now })), 'wrong_sender')
   assert.equal(reason(sealEnvelope(kp, 9, now, 200, new Uint8Array(1))), 'unknown_type')
   assert.equal(reason(new Uint8Array(MAX_ENVELOPE_BYTES + 1)), 'oversize')
   assert.equal(reason(ping(10)), 'accepted')

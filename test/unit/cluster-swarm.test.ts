@@ -152,7 +152,7 @@ test('two agents with the secret prove it, exchange hellos, signed messages and 
   const health = a.peers.get(hex(b.publicKey))!
   assert.ok(health.rttMs! >= 0 && health.rttMs! < 1000)
   assert.ok(health.lastSeen >= health.connectedAt)
-  assert.equal(a.broadcast({ type: 'vote-grant', term: 1, candidate: b.publicKey, granted: true }), 1)
+  assert.equal(a.broadcast({ type: 'vote', term: 1, voter: a.publicKey, granted: true }), 1)
 
   // A changed hello replaces the old one; 'peer' fires only for the first.
   b.updateHello({ ...localHello('edge'), nodes: [] })
@@ -277,7 +277,7 @@ test('bad envelopes from a member holding the secret are each rejected once, wit
     ['malformed_body', (kp, hello) => [hello, sealEnvelope(kp, 2, now, 2, Uint8Array.of(0xfe))]],
     ['hello_expected', (kp) => [ping(kp, 1)]],
     [
-      'hello_mismatch',
+      'wrong_sender',
       (kp) => [encodeEnvelope(kp, 1, now, { type: 'hello', agent: rand(32), protocolVersion: 1, ...localHello() })]
     ],
     [
