@@ -4,6 +4,7 @@ export type ClusterErrorCode =
   | 'weak_secret'
   | 'bad_key_file'
   | 'insecure_key_file'
+  | 'bad_sequence_file'
 
 /** Configuration or storage problems found while setting the swarm up. */
 export class ClusterError extends Error {

@@ -23,6 +23,7 @@ import { BanList, DEFAULT_RATE_LIMITS, InboundGate, ReportLimiter, type RateLimi
 import { loadOrCreateAgentKeyPair } from './keys.ts'
 import { PROTOCOL_VERSION, type Hello, type Message } from './messages.ts'
 import { PeerTable, type PeerStatus } from './peers.ts'
+import { SequenceAllocator } from './sequence.ts'
 
 /** Protomux protocol name of the cluster channel; the version is the envelope protocol's. */
 export const CHANNEL_PROTOCOL = 'highwire/v1'
@@ -35,12 +36,6 @@ export const DEFAULT_PING_INTERVAL_MS = 1_000
 const MAX_REJECT_REPORTS = 20
 const REJECT_REPORT_WINDOW_MS = 60_000
 /**
- * A sender's sequence starts at its clock × this at each start, so it keeps increasing across
- * restarts without storing a counter, as long as it sends fewer than this many envelopes per
- * millisecond of uptime on average.
- */
-const SEQ_PER_MS = 1024
-/**
  * Rejections that disconnect without a ban: a proof that never came is more likely a dying link
  * than an attack, and banning a member for it would keep it out of the next election.
  */
@@ -52,7 +47,7 @@ export type LocalHello = Pick<Hello, 'role' | 'priority' | 'muxKey' | 'nodes' | 
 export interface ClusterSwarmOptions {
   /** The cluster secret (≥ 32 random bytes). */
   secret: Uint8Array
-  /** Directory holding the agent key pair. */
+  /** Directory holding the agent key pair and the envelope sequence mark. */
   storage: string
   hello: LocalHello
   /** DHT bootstrap nodes of a private DHT; the public one when absent. */
@@ -107,12 +102,12 @@ export class ClusterSwarm extends EventEmitter {
   private readonly connections = new Map<string, Connection>()
   private readonly timer: NodeJS.Timeout
   private hello: LocalHello
-  private seq: number
+  private readonly seq: SequenceAllocator
   private closing = false
   private readonly now: () => number
   private readonly options: Required<Pick<ClusterSwarmOptions, 'proofTimeoutMs' | 'banMs' | 'maxClockSkewMs' | 'limits'>>
 
-  private constructor(opts: ClusterSwarmOptions, keyPair: AgentKeyPair) {
+  private constructor(opts: ClusterSwarmOptions, keyPair: AgentKeyPair, seq: SequenceAllocator) {
     super()
     this.keyPair = keyPair
     this.publicKey = keyPair.publicKey
@@ -121,7 +116,7 @@ export class ClusterSwarm extends EventEmitter {
     this.authKey = deriveAuthKey(opts.secret)
     this.members = opts.members ? new Set(opts.members.map(hex)) : null
     this.hello = opts.hello
-    this.seq = this.now() * SEQ_PER_MS
+    this.seq = seq
     this.options = {
       proofTimeoutMs: opts.proofTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS,
       banMs: opts.banMs ?? DEFAULT_BAN_MS,
@@ -138,7 +133,7 @@ export class ClusterSwarm extends EventEmitter {
   /** Loads (or creates) the agent key pair under `storage`, listens, and joins the cluster topic. */
   static async open(opts: ClusterSwarmOptions): Promise<ClusterSwarm> {
     const keyPair = await loadOrCreateAgentKeyPair(opts.storage)
-    const swarm = new ClusterSwarm(opts, keyPair)
+    const swarm = new ClusterSwarm(opts, keyPair, SequenceAllocator.open(opts.storage))
     try {
       await swarm.swarm.listen()
     } catch (err) {
@@ -185,7 +180,7 @@ export class ClusterSwarm extends EventEmitter {
 
   /** Envelope for one send: a fresh sequence number and our clock. */
   private seal(message: Message): Uint8Array {
-    return encodeEnvelope(this.keyPair, ++this.seq, this.now(), message)
+    return encodeEnvelope(this.keyPair, this.seq.next(), this.now(), message)
   }
 
   isBanned(peer: string): boolean {

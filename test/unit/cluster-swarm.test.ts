@@ -17,6 +17,7 @@ import { deriveAuthKey, secretProof } from '../../src/cluster/auth.ts'
 import { decodeEnvelope, encodeEnvelope, sealEnvelope, verifyEnvelope, MAX_ENVELOPE_BYTES, type AgentKeyPair, type Envelope } from '../../src/cluster/envelope.ts'
 import { loadOrCreateAgentKeyPair, AGENT_KEY_FILE } from '../../src/cluster/keys.ts'
 import { ClusterError } from '../../src/cluster/errors.ts'
+import { SequenceAllocator, SEQUENCE_BLOCK, SEQUENCE_FILE } from '../../src/cluster/sequence.ts'
 import type { Hello, Message } from '../../src/cluster/messages.ts'
 import type { PeerStatus } from '../../src/cluster/peers.ts'
 
@@ -116,6 +117,25 @@ test('the agent key pair persists in storage, owner-only', async () => {
     await assert.rejects(loadOrCreateAgentKeyPair(join(dir, 'bad')), (e: unknown) => e instanceof ClusterError && e.code === 'bad_key_file')
     await chmod(join(dir, 'nested', AGENT_KEY_FILE), 0o644)
     await assert.rejects(loadOrCreateAgentKeyPair(join(dir, 'nested')), (e: unknown) => e instanceof ClusterError && e.code === 'insecure_key_file')
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('envelope sequence numbers continue above everything sent before a restart', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'highwire-seq-'))
+  try {
+    const first = SequenceAllocator.open(dir)
+    assert.deepEqual([first.next(), first.next(), first.next()], [1, 2, 3])
+    // A crash now: the next run starts above the reserved block, never reusing 4..SEQUENCE_BLOCK.
+    const second = SequenceAllocator.open(dir)
+    assert.equal(second.next(), SEQUENCE_BLOCK + 1)
+    let last = 0
+    for (let i = 0; i < SEQUENCE_BLOCK; i++) last = second.next()
+    assert.equal(last, 2 * SEQUENCE_BLOCK + 1) // crossed into a second reserved block
+    assert.equal(SequenceAllocator.open(dir).next(), 3 * SEQUENCE_BLOCK + 1)
+    await writeFile(join(dir, SEQUENCE_FILE), 'twelve')
+    assert.throws(() => SequenceAllocator.open(dir), (e: unknown) => e instanceof ClusterError && e.code === 'bad_sequence_file')
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
