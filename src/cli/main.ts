@@ -2,6 +2,7 @@
 import { initCommand } from './init.ts'
 import { decodeCommand } from './decode.ts'
 import { runCommand } from './run.ts'
+import { demoCommand } from './demo.ts'
 
 const HELP = `highwire: one Lightning receiving identity served by many LND nodes and operators
 
@@ -13,6 +14,8 @@ commands:
   init [--candidate]       write config/local.json with a fresh 32-byte cluster secret (or the one
        [--secret HEX]      the other operators gave you) and, with --candidate, a fresh identity key
   decode <bolt11>          print a BOLT 11 invoice as JSON and check its signature
+  demo                     simulated LND nodes, one invoice paid in two parts through two nodes,
+                           accepted and settled through the lnmux API: the whole path in a minute
   help                     this text
 
 environment: HIGHWIRE_SECRET and HIGHWIRE_IDENTITY_KEY override cluster.secret and mux.identityKey`
@@ -36,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
       return initCommand(args, (line) => (line.startsWith('init:') ? printError(line) : print(line)))
     case 'decode':
       return decodeCommand(args, print)
+    case 'demo':
+      return demoCommand(args, print)
     case 'help':
       return help()
     default:

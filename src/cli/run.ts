@@ -5,6 +5,7 @@ import { ConfigError } from '../config/reader.ts'
 import { agentRole, type HighwireConfig } from '../config/schema.ts'
 import { createLogger } from '../log.ts'
 import { secp256k1 } from '../ln/secp256k1.ts'
+import { Agent } from '../agent/agent.ts'
 
 export async function runCommand(_args: string[], printError: (line: string) => void): Promise<number> {
   let config: HighwireConfig
@@ -25,6 +26,18 @@ export async function runCommand(_args: string[], printError: (line: string) => 
     api: `${config.api.listen.host}:${config.api.listen.port}`,
     storage: config.storage.path
   })
-  log.error('the agent roles (edge, virtual node, cluster) are not wired into `run` yet; see the open issues')
-  return 1
+  let agent: Agent
+  try {
+    agent = await Agent.start(config, { log })
+  } catch (err) {
+    log.error('agent did not start', { error: err as Error })
+    return 1
+  }
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+  })
+  log.info('stopping', { signal })
+  await agent.close(signal)
+  return 0
 }

@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { ConfigReader, ConfigError, isTree } from './reader.ts'
 import { parseClusterSecret, parseIdentityKey } from './secrets.ts'
 import { secp256k1 } from '../ln/secp256k1.ts'
+import type { VirtualChannelPolicy } from '../ln/stateless.ts'
 
 export const NETWORKS = ['mainnet', 'testnet', 'signet', 'regtest'] as const
 export type Network = (typeof NETWORKS)[number]
@@ -31,12 +32,6 @@ export interface LndNodeConfig {
   pubkey: string
 }
 
-export interface RoutingPolicy {
-  feeBaseMsat: number
-  feeRateppm: number
-  cltvDelta: number
-}
-
 export interface HighwireConfig {
   network: Network
   cluster: {
@@ -50,7 +45,8 @@ export interface HighwireConfig {
   mux: {
     /** Present on candidates only. */
     identityKey: Uint8Array | null
-    routingPolicy: RoutingPolicy
+    /** The virtual channels' policy in route hints (config keys feeBaseMsat, feeRateppm, cltvDelta). */
+    routingPolicy: VirtualChannelPolicy
     maxRouteHints: number
     minFinalCltvExpiry: number
     mppTimeoutMs: number
@@ -279,7 +275,7 @@ export function validateConfig(raw: unknown): HighwireConfig {
     cluster: { secret: secret!, members, bootstrap, proofTimeoutMs: proofTimeoutMs! },
     mux: {
       identityKey: identityKey!,
-      routingPolicy: { feeBaseMsat: feeBaseMsat!, feeRateppm: feeRateppm!, cltvDelta: cltvDelta! },
+      routingPolicy: { feeBaseMsat: feeBaseMsat!, feeProportionalMillionths: feeRateppm!, cltvExpiryDelta: cltvDelta! },
       maxRouteHints: maxRouteHints!,
       minFinalCltvExpiry: minFinalCltvExpiry!,
       mppTimeoutMs: mppTimeoutMs!,

@@ -73,6 +73,10 @@ export class Edge {
     return this.entries.size
   }
 
+  htlc(id: string): EdgeHtlc | undefined {
+    return this.entries.get(id)?.htlc
+  }
+
   /** lnd offered an HTLC for the virtual channel (new, or replayed after a reconnect or restart). */
   offer(htlc: EdgeHtlc, height: number): EdgeAction[] {
     const id = edgeHtlcId(htlc)

@@ -68,8 +68,13 @@ interface OpenSet {
 
 /** The set chosen for settlement (durable record), and what lnd reported about each of its HTLCs. */
 interface SettledSet {
+  /** 1, 2, ... in the order settlements were requested (lnmux ListInvoices' sequence number). */
+  sequence: bigint
   setId: Uint8Array
   preimage: Uint8Array
+  amountMsat: bigint
+  requestedAt: number
+  finalizedAt?: number
   htlcs: Map<string, SetHtlc>
   resolved: Map<string, boolean>
   final?: FinalStatus
@@ -82,6 +87,18 @@ interface Invoice {
   open?: OpenSet
   settled?: SettledSet
   cancelled: boolean
+}
+
+/** An invoice whose settlement was requested, as ListInvoices reports it. */
+export interface Settlement {
+  sequence: bigint
+  hash: Uint8Array
+  preimage: Uint8Array
+  amountMsat: bigint
+  status: 'settle_requested' | FinalStatus
+  /** Milliseconds since the epoch. */
+  requestedAt: number
+  finalizedAt: number | undefined
 }
 
 interface Remembered {
@@ -118,6 +135,8 @@ export class MuxMachine {
   /** Circuit → hash of every settled set's HTLC, for final resolutions (which carry no hash). */
   private readonly settledCircuits = new Map<string, string>()
   private readonly decided = new Map<string, Remembered>()
+  /** Invoices whose settlement was requested, in that order. */
+  private readonly settlementOrder: Invoice[] = []
 
   constructor(opts: MuxOptions) {
     if (!(opts.identityKey instanceof Uint8Array) || opts.identityKey.length !== 32) throw new MuxError('bad_input', 'identityKey must be 32 bytes')
@@ -229,6 +248,7 @@ export class MuxMachine {
         if (settled === undefined || !settled.finalPending) throw new MuxError('bad_record', 'no final record is pending for this invoice')
         settled.finalPending = false
         settled.final = record.status
+        settled.finalizedAt = record.time
         return [{ kind: 'final', hash: record.hash, setId: record.setId, status: record.status }]
       }
       case 'cancelled':
@@ -331,6 +351,23 @@ export class MuxMachine {
       if (set.accepted !== undefined && set.settlePending === undefined) outputs.push(this.acceptedOutput(invoice, set))
     }
     return outputs
+  }
+
+  /** Settlements with sequence number ≥ `from`, ascending, at most `max` (lnmux ListInvoices). */
+  settlements(from: bigint, max: number): Settlement[] {
+    const start = from <= 1n ? 0 : Number(from - 1n)
+    return this.settlementOrder.slice(start, start + max).map((invoice) => {
+      const s = invoice.settled!
+      return {
+        sequence: s.sequence,
+        hash: invoice.hash,
+        preimage: s.preimage,
+        amountMsat: s.amountMsat,
+        status: s.final ?? 'settle_requested',
+        requestedAt: s.requestedAt,
+        finalizedAt: s.finalizedAt
+      }
+    })
   }
 
   /** Settled-set HTLCs whose final resolution is still unknown: look them up after a restart. */
@@ -487,7 +524,17 @@ export class MuxMachine {
         // A settle record this identity key cannot redeem means the wrong key or a corrupt log.
         if (!equalBytes(sha256(preimage), record.hash)) throw new MuxError('bad_record', 'settle record does not match the identity key')
         const htlcs = new Map(record.htlcs.map((h) => [circuitId(h.circuit), h] as const))
-        invoice.settled = { setId: record.setId, preimage, htlcs, resolved: new Map(), finalPending: false }
+        invoice.settled = {
+          sequence: BigInt(this.settlementOrder.length + 1),
+          setId: record.setId,
+          preimage,
+          amountMsat: record.amountMsat,
+          requestedAt: record.time,
+          htlcs,
+          resolved: new Map(),
+          finalPending: false
+        }
+        this.settlementOrder.push(invoice)
         for (const key of htlcs.keys()) this.settledCircuits.set(key, hashHex)
         return
       }
@@ -503,6 +550,7 @@ export class MuxMachine {
           throw new MuxError('bad_record', 'conflicting final records')
         }
         invoice.settled.final = record.status
+        invoice.settled.finalizedAt = record.time
     }
   }
 }

@@ -41,7 +41,7 @@ test('the defaults with a secret make a valid witness config', () => {
   assert.equal(config.network, 'regtest')
   assert.equal(config.mux.mppTimeoutMs, 60_000)
   assert.equal(config.mux.acceptTimeoutMs, 600_000)
-  assert.deepEqual(config.mux.routingPolicy, { feeBaseMsat: 0, feeRateppm: 0, cltvDelta: 40 })
+  assert.deepEqual(config.mux.routingPolicy, { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 })
   assert.equal(config.mux.maxRouteHints, 3)
   assert.deepEqual(config.api.listen, { host: '127.0.0.1', port: 19090 })
   assert.equal(agentRole(config), 'witness')
