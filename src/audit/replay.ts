@@ -25,10 +25,10 @@ export interface CoreBlock {
   records: AuditRecord[]
 }
 
-// Every locally stored block of every core, own core first, in log order per core. Callers loop
-// over a block's records synchronously: one await per block, not per record.
-export async function* allBlocks(log: AuditLog): AsyncGenerator<CoreBlock> {
-  for (const core of log.cores()) {
+// Every locally stored block of `cores` (default: every core, own core first), in log order per
+// core. Callers loop over a block's records synchronously: one await per block, not per record.
+export async function* allBlocks(log: AuditLog, cores: Hypercore[] = log.cores()): AsyncGenerator<CoreBlock> {
+  for (const core of cores) {
     const key = hex(core.key)
     for await (const { index, records } of readBlocks(core)) yield { core: key, block: index, records }
   }
@@ -65,7 +65,7 @@ export interface VerifyReport {
 // compares lengths and tree hashes; then checks every stored envelope with `verifyEnvelope`.
 export async function verify(
   log: AuditLog,
-  { verifyEnvelope, timeoutMs = 10_000 }: { verifyEnvelope: EnvelopeVerifier; timeoutMs?: number }
+  { verifyEnvelope, timeoutMs = 10_000, cores: selected = log.cores() }: { verifyEnvelope: EnvelopeVerifier; timeoutMs?: number; cores?: Hypercore[] }
 ): Promise<VerifyReport> {
   const dir = await mkdtemp(join(tmpdir(), 'highwire-verify-'))
   const fresh = new Corestore(dir)
@@ -75,17 +75,17 @@ export async function verify(
   const swallow = (): void => {}
   a.on('error', swallow)
   b.on('error', swallow)
-  const cores: CoreCheck[] = []
+  const checks: CoreCheck[] = []
   try {
-    for (const core of log.cores()) cores.push(await verifyCore(fresh, core, timeoutMs))
+    for (const core of selected) checks.push(await verifyCore(fresh, core, timeoutMs))
   } finally {
     a.destroy()
     b.destroy()
     await fresh.close()
     await rm(dir, { recursive: true, force: true })
   }
-  const envelopes = await verifyEnvelopes(log, verifyEnvelope)
-  return { ok: cores.every((c) => c.ok) && envelopes.failed.length === 0, cores, envelopes }
+  const envelopes = await verifyEnvelopes(log, selected, verifyEnvelope)
+  return { ok: checks.every((c) => c.ok) && envelopes.failed.length === 0, cores: checks, envelopes }
 }
 
 async function verifyCore(fresh: Corestore, source: Hypercore, timeoutMs: number): Promise<CoreCheck> {
@@ -115,10 +115,10 @@ async function verifyCore(fresh: Corestore, source: Hypercore, timeoutMs: number
   }
 }
 
-async function verifyEnvelopes(log: AuditLog, check: EnvelopeVerifier): Promise<VerifyReport['envelopes']> {
+async function verifyEnvelopes(log: AuditLog, cores: Hypercore[], check: EnvelopeVerifier): Promise<VerifyReport['envelopes']> {
   const failed: EnvelopeFailure[] = []
   let checked = 0
-  for await (const { core, block, records } of allBlocks(log)) {
+  for await (const { core, block, records } of allBlocks(log, cores)) {
     records.forEach((record, index) => {
       if (record.type !== 'hello' && record.type !== 'envelope') return
       checked++
@@ -145,20 +145,25 @@ export interface TimelineFilter {
   node?: string // hex key: a writer core, agent, peer or LND node named in the record
 }
 
-export async function timeline(log: AuditLog, filter: TimelineFilter = {}): Promise<Located[]> {
+export async function timeline(log: AuditLog, filter: TimelineFilter = {}, cores: Hypercore[] = log.cores()): Promise<Located[]> {
   const out: Located[] = []
-  for await (const { core, block, records } of allBlocks(log)) {
+  for await (const { core, block, records } of allBlocks(log, cores)) {
     records.forEach((record, index) => {
       const entry = { core, block, index, record }
       if (matches(entry, filter)) out.push(entry)
     })
   }
-  return out.sort((x, y) => x.record.time - y.record.time || x.core.localeCompare(y.core) || x.block - y.block || x.index - y.index)
+  return out.sort(byTime)
+}
+
+// Time order; records of one instant keep their log order within a core.
+export function byTime(x: Located, y: Located): number {
+  return x.record.time - y.record.time || x.core.localeCompare(y.core) || x.block - y.block || x.index - y.index
 }
 
 const NODE_FIELDS = ['node', 'peer', 'agent', 'leader', 'candidate', 'requester'] as const
 
-function matches({ core, record }: Located, f: TimelineFilter): boolean {
+export function matches({ core, record }: Located, f: TimelineFilter): boolean {
   if (f.from !== undefined && record.time < f.from) return false
   if (f.to !== undefined && record.time >= f.to) return false
   if (f.types !== undefined && !f.types.has(record.type)) return false
@@ -176,10 +181,11 @@ function matches({ core, record }: Located, f: TimelineFilter): boolean {
 
 // ---- state ----
 
-// The registry over the own core and every replica: what a restarted agent starts from.
-export async function state(log: AuditLog): Promise<Registry> {
+// The registry over the own core and every replica (or `cores`), folded from the first record: the
+// reference for AuditRegistry (checkpoint.ts), which a restarting agent uses instead.
+export async function state(log: AuditLog, cores: Hypercore[] = log.cores()): Promise<Registry> {
   const reg = emptyRegistry()
-  for await (const { core, records } of allBlocks(log)) for (const record of records) applyRecord(reg, record, core)
+  for await (const { core, records } of allBlocks(log, cores)) for (const record of records) applyRecord(reg, record, core)
   return reg
 }
 
@@ -203,11 +209,14 @@ export interface Statement {
 // Per operator and per node: HTLCs and msat settled for the virtual node, per invoice and in
 // total, for invoices whose final status `settled` was recorded in [from, to). Amounts are the
 // intercepted amounts of the parts in the settled set, i.e. what each node received.
-export async function statement(log: AuditLog, { from = 0, to = Number.MAX_SAFE_INTEGER }: { from?: number; to?: number } = {}): Promise<Statement> {
+export async function statement(
+  log: AuditLog,
+  { from = 0, to = Number.MAX_SAFE_INTEGER, cores = log.cores() }: { from?: number; to?: number; cores?: Hypercore[] } = {}
+): Promise<Statement> {
   const operatorOf = new Map<string, string>()
   const sets = new Map<string, AuditRecord & { type: 'settle_requested' }>() // by hash+setId
   const settled = new Set<string>()
-  for await (const { core, records } of allBlocks(log)) for (const record of records) {
+  for await (const { core, records } of allBlocks(log, cores)) for (const record of records) {
     if (record.type === 'lnd_connect') operatorOf.set(hex(record.node), core)
     else if (record.type === 'settle_requested') sets.set(hex(record.hash) + hex(record.setId), record)
     else if (record.type === 'settle_final' && record.status === 'settled' && record.time >= from && record.time < to) {
