@@ -69,18 +69,10 @@ export async function verify(
 ): Promise<VerifyReport> {
   const dir = await mkdtemp(join(tmpdir(), 'highwire-verify-'))
   const fresh = new Corestore(dir)
-  const a = log.replicate(true)
-  const b = fresh.replicate(false)
-  a.pipe(b).pipe(a)
-  const swallow = (): void => {}
-  a.on('error', swallow)
-  b.on('error', swallow)
   const checks: CoreCheck[] = []
   try {
-    for (const core of selected) checks.push(await verifyCore(fresh, core, timeoutMs))
+    for (const core of selected) checks.push(await verifyCore(log, fresh, core, timeoutMs))
   } finally {
-    a.destroy()
-    b.destroy()
     await fresh.close()
     await rm(dir, { recursive: true, force: true })
   }
@@ -88,9 +80,17 @@ export async function verify(
   return { ok: checks.every((c) => c.ok) && envelopes.failed.length === 0, cores: checks, envelopes }
 }
 
-async function verifyCore(fresh: Corestore, source: Hypercore, timeoutMs: number): Promise<CoreCheck> {
+// One replication stream per core: a read-only store, whose replicas are not downloading, did not
+// answer for a second core on a stream it had already served one core on (seen with corestore 7).
+async function verifyCore(log: AuditLog, fresh: Corestore, source: Hypercore, timeoutMs: number): Promise<CoreCheck> {
   const key = hex(source.key)
   const length = source.contiguousLength
+  const a = log.replicate(true)
+  const b = fresh.replicate(false)
+  a.pipe(b).pipe(a)
+  const swallow = (): void => {}
+  a.on('error', swallow)
+  b.on('error', swallow)
   const copy = fresh.get({ key: source.key, writable: false })
   let timer: NodeJS.Timeout | undefined
   let onError: ((err: Error) => void) | undefined
@@ -110,6 +110,8 @@ async function verifyCore(fresh: Corestore, source: Hypercore, timeoutMs: number
     return { key, length, ok: false, error: (err as Error).message }
   } finally {
     clearTimeout(timer)
+    a.destroy()
+    b.destroy()
     if (onError !== undefined) copy.off('verification-error', onError)
     await copy.close()
   }
