@@ -1,18 +1,18 @@
 // Audit log: durable appends with the group-commit flush policy (reference: one append per flush,
-// the cost of a RocksDB flush alone), replay speed, and start-up rebuild of a registry of settled
-// invoices (HIGHWIRE_AUDIT_REBUILD_COUNT, default 1,000,000; the fixture is cached under the OS
-// temp dir because building it takes longer than reading it).
+// the cost of a RocksDB flush alone), and the start-up rebuild of a registry of settled invoices
+// from a checkpoint plus its tail (reference: the same rebuild from the first record, which also
+// gives the replay speed in records/s).
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AuditLog, readBlocks } from '../src/audit/log.ts'
-import { state } from '../src/audit/replay.ts'
+import { AuditLog } from '../src/audit/log.ts'
+import { AuditRegistry, CHECKPOINT_EVERY, type AuditRegistryOptions, type RebuildStats } from '../src/audit/checkpoint.ts'
 import { encodeBlock, encodeRecord, type AuditRecord } from '../src/audit/records.ts'
 import type { Emit } from './index.ts'
 
 // Bump when the record format or the fixture's shape changes, so a stale cache is not reused.
-const FIXTURE_VERSION = 1
+const FIXTURE_VERSION = 2
 const NODE = Buffer.alloc(33, 2)
 const ADDR = Buffer.alloc(32, 0xad)
 
@@ -60,26 +60,11 @@ async function durableAppends(emit: Emit): Promise<void> {
   }
 }
 
-// One block per record: the worst case for replay, when the agent is idle and every record is
-// flushed alone.
-async function replaySingleRecordBlocks(emit: Emit): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'highwire-bench-audit-'))
-  const log = await AuditLog.open({ path: dir })
-  try {
-    const n = 20_000
-    for (let i = 0; i < n; i += 1000) {
-      await log.core.append(Array.from({ length: 1000 }, (_, j) => encodeBlock([encodeRecord(settledPair(i + j, i)[0])])))
-    }
-    const start = performance.now()
-    let count = 0
-    for await (const { records } of readBlocks(log.core)) count += records.length
-    emit('audit_replay_single_record_blocks_per_s', count / seconds(start), 'records/s', { blocks: n })
-  } finally {
-    await log.close()
-    await rm(dir, { recursive: true, force: true })
-  }
-}
-
+// The start-up rebuild, in the worst layout: one record per block, as an idle agent writes them
+// (HIGHWIRE_AUDIT_REBUILD_COUNT invoices, default 1,000,000, each a settle_requested and a
+// settle_final: 2M blocks). The agent checkpoints every CHECKPOINT_EVERY records, so the fixture
+// holds a snapshot taken CHECKPOINT_EVERY records before the end: the longest tail a restart can
+// meet. The fixture is cached under the OS temp dir because building it takes minutes.
 async function rebuild(emit: Emit): Promise<void> {
   const count = Number(process.env.HIGHWIRE_AUDIT_REBUILD_COUNT ?? 1_000_000)
   const dir = join(tmpdir(), `highwire-bench-audit-rebuild-v${FIXTURE_VERSION}-${count}`)
@@ -88,51 +73,66 @@ async function rebuild(emit: Emit): Promise<void> {
   if (!existsSync(done)) {
     await rm(dir, { recursive: true, force: true })
     const start = performance.now()
-    const log = await AuditLog.open({ path: dir })
-    // As the agent writes under load: lazy appends grouped by the writer, one flush at the end.
-    const window = 20_000
-    for (let i = 0; i < count; i += window / 2) {
-      const writes: Promise<void>[] = []
-      for (let j = i; j < Math.min(count, i + window / 2); j++) {
-        for (const r of settledPair(j, 1_700_000_000_000 + j)) writes.push(log.append(r, { durable: false }))
-      }
-      await Promise.all(writes)
-    }
-    await log.close()
+    await buildFixture(dir, count)
     await writeFile(done, String(count))
     buildS = seconds(start)
   }
-  const start = performance.now()
-  const log = await AuditLog.open({ path: dir, readOnly: true })
+  const name = count === 1_000_000 ? '1m' : String(count)
+  const measured = await timedRebuild(dir, {})
+  if (measured.settled !== count) throw new Error(`rebuild found ${measured.settled} settled invoices, expected ${count}`)
+  emit(`audit_rebuild_${name}_settled_s`, measured.wallS, 's', {
+    cpu_s: Number(measured.cpuS.toFixed(2)),
+    invoices: count,
+    blocks: measured.blocks,
+    snapshot: measured.stats.snapshot,
+    tail_records: measured.stats.tailRecords,
+    ...(buildS === undefined ? { fixture: 'cached' } : { fixture_build_s: Number(buildS.toFixed(1)) })
+  })
+  // Reference: the same store folded from its first block, as without a checkpoint.
+  const full = await timedRebuild(dir, { snapshotPath: join(dir, 'no-such-snapshot') })
+  emit(`audit_rebuild_${name}_settled_no_checkpoint_s`, full.wallS, 's', { cpu_s: Number(full.cpuS.toFixed(2)), blocks: full.blocks })
+  emit('audit_replay_records_per_s', full.stats.tailRecords / full.wallS, 'records/s', {
+    records_per_cpu_s: Math.round(full.stats.tailRecords / full.cpuS),
+    records_per_block: 1
+  })
+}
+
+async function buildFixture(dir: string, count: number): Promise<void> {
+  const log = await AuditLog.open({ path: dir })
   try {
-    const settled = await settledCount(log)
-    const elapsed = seconds(start)
-    if (settled !== count) throw new Error(`rebuild found ${settled} settled invoices, expected ${count}`)
-    emit(count === 1_000_000 ? 'audit_rebuild_1m_settled_s' : `audit_rebuild_${count}_settled_s`, elapsed, 's', {
-      invoices: count,
-      records: count * 2,
-      blocks: log.core.length,
-      ...(buildS === undefined ? { fixture: 'cached' } : { fixture_build_s: Number(buildS.toFixed(1)) })
-    })
-    const replayStart = performance.now()
-    let records = 0
-    for await (const block of readBlocks(log.core)) records += block.records.length
-    emit('audit_replay_records_per_s', records / seconds(replayStart), 'records/s', { records, blocks: log.core.length })
+    const blocks = (from: number, to: number): Uint8Array[] => {
+      const out: Uint8Array[] = []
+      for (let i = from; i < to; i++) out.push(encodeBlock([encodeRecord(settledPair(i >> 1, 1_700_000_000_000 + i)[i & 1]!)]))
+      return out
+    }
+    const total = count * 2
+    const snapshotAt = Math.max(0, total - CHECKPOINT_EVERY)
+    for (let i = 0; i < snapshotAt; i += 1000) await log.core.append(blocks(i, Math.min(snapshotAt, i + 1000)))
+    await (await AuditRegistry.open(log, { checkpointEvery: Infinity })).checkpoint()
+    for (let i = snapshotAt; i < total; i += 1000) await log.core.append(blocks(i, Math.min(total, i + 1000)))
   } finally {
     await log.close()
   }
 }
 
-// The registry is dropped on return, so the replay measured next does not pay for its memory.
-async function settledCount(log: AuditLog): Promise<number> {
-  const reg = await state(log)
-  let settled = 0
-  for (const entry of reg.invoices.values()) if (entry.status === 'settled') settled++
-  return settled
+// Open the store read-only (as a restarting agent opens it, minus the write lock) and rebuild its
+// registry; the registry is dropped on return so the next measurement does not pay for its memory.
+async function timedRebuild(dir: string, opts: AuditRegistryOptions): Promise<{ wallS: number; cpuS: number; settled: number; blocks: number; stats: RebuildStats }> {
+  const start = performance.now()
+  const cpu = process.cpuUsage()
+  const log = await AuditLog.open({ path: dir, readOnly: true })
+  try {
+    const reg = await AuditRegistry.open(log, opts)
+    let settled = 0
+    for (const entry of reg.registry.invoices.values()) if (entry.status === 'settled') settled++
+    const used = process.cpuUsage(cpu)
+    return { wallS: seconds(start), cpuS: (used.user + used.system) / 1e6, settled, blocks: log.core.length, stats: reg.stats }
+  } finally {
+    await log.close()
+  }
 }
 
 export default async function (emit: Emit): Promise<void> {
   await durableAppends(emit)
-  await replaySingleRecordBlocks(emit)
   await rebuild(emit)
 }
