@@ -16,6 +16,7 @@ import {
   u64,
   type Encoding
 } from './codec.ts'
+import { INTERCEPTOR_FAILURE_CODES, type InterceptorFailureCode } from '../lnd/circuits.ts'
 
 export const PROTOCOL_VERSION = 1
 
@@ -77,8 +78,8 @@ export type Resolution =
   | { kind: 'settle'; preimage: Uint8Array }
   /** A BOLT 4 failure message the edge hands to lnd as the interceptor's failure_message. */
   | { kind: 'fail'; message: Uint8Array }
-  /** An lnd FailureCode (lnrpc.Failure.FailureCode) for lnd to encode itself. */
-  | { kind: 'fail-code'; code: number }
+  /** One of the four failure codes lnd's interceptor lets the real node originate. */
+  | { kind: 'fail-code'; code: InterceptorFailureCode }
 
 export interface Hello {
   type: 'hello'
@@ -185,6 +186,25 @@ export interface RecordsReply {
   done: boolean
 }
 
+/**
+ * The leader's durable record (settle requested, cancelled, final) sent to every member, which
+ * stores it and acknowledges: the leader releases preimages, or confirms a cancel, only once a
+ * majority of voters holds the record, so that any later leader finds it while gathering.
+ */
+export interface RecordNotice {
+  type: 'record-notice'
+  term: number
+  /** The mux record (src/mux/records.ts encoding). */
+  record: Uint8Array
+}
+
+export interface RecordAck {
+  type: 'record-ack'
+  term: number
+  /** SHA256 of the acknowledged record's bytes. */
+  digest: Uint8Array
+}
+
 export interface ApiForward {
   type: 'api-forward'
   requestId: number
@@ -218,6 +238,8 @@ export type Message =
   | HtlcResolved
   | RecordsRequest
   | RecordsReply
+  | RecordNotice
+  | RecordAck
   | ApiForward
   | ApiReply
 
@@ -239,25 +261,26 @@ const RESOLUTION_KINDS = ['settle', 'fail', 'fail-code'] as const
 const resolutionKind = enumeration(RESOLUTION_KINDS)
 const preimage = fixedBytes(32)
 const failureMessage = bytes(MAX_FAILURE_MESSAGE_BYTES)
+const failureCode = enumeration(INTERCEPTOR_FAILURE_CODES)
 
 const resolution: Encoding<Resolution> = {
   preencode(state, r) {
     resolutionKind.preencode(state, r.kind)
     if (r.kind === 'settle') preimage.preencode(state, r.preimage)
     else if (r.kind === 'fail') failureMessage.preencode(state, r.message)
-    else u32.preencode(state, r.code)
+    else failureCode.preencode(state, r.code)
   },
   encode(state, r) {
     resolutionKind.encode(state, r.kind)
     if (r.kind === 'settle') preimage.encode(state, r.preimage)
     else if (r.kind === 'fail') failureMessage.encode(state, r.message)
-    else u32.encode(state, r.code)
+    else failureCode.encode(state, r.code)
   },
   decode(state) {
     const kind = resolutionKind.decode(state)
     if (kind === 'settle') return { kind, preimage: preimage.decode(state) }
     if (kind === 'fail') return { kind, message: failureMessage.decode(state) }
-    return { kind, code: u32.decode(state) }
+    return { kind, code: failureCode.decode(state) }
   }
 }
 
@@ -338,6 +361,14 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
       payload: bytes(MAX_API_PAYLOAD_BYTES),
       done: bool
     })
+  },
+  'record-notice': {
+    id: 15,
+    encoding: struct<Body<'record-notice'>>({ term: u64, record: bytes(MAX_RECORD_BYTES) })
+  },
+  'record-ack': {
+    id: 16,
+    encoding: struct<Body<'record-ack'>>({ term: u64, digest: fixedBytes(32) })
   }
 }
 

@@ -152,10 +152,21 @@ export class MuxMachine {
     this.height = opts.height ?? 0
   }
 
-  /** Rebuilds a machine from its durable records, in the order they were written. */
-  static restore(opts: MuxOptions, records: Iterable<MuxRecord>): MuxMachine {
+  /**
+   * Rebuilds a machine from its durable records, in the order they were written. A record that
+   * contradicts the ones before it throws, unless `onConflict` takes it (a new leader merging
+   * several members' records skips it and reports it).
+   */
+  static restore(opts: MuxOptions, records: Iterable<MuxRecord>, onConflict?: (record: MuxRecord, err: MuxError) => void): MuxMachine {
     const machine = new MuxMachine(opts)
-    for (const record of records) machine.apply(record)
+    for (const record of records) {
+      try {
+        machine.apply(record)
+      } catch (err) {
+        if (!(err instanceof MuxError) || err.code !== 'bad_record' || onConflict === undefined) throw err
+        onConflict(record, err)
+      }
+    }
     return machine
   }
 

@@ -67,7 +67,9 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { ty
     'records-request': { type: 'records-request', term: 5, requestId: 9, after: 0 },
     'records-reply': { type: 'records-reply', term: 5, requestId: 9, records: [randomBytes(100), new Uint8Array(0)], done: true },
     'api-forward': { type: 'api-forward', requestId: 1, method: 'AddInvoice', payload: randomBytes(20) },
-    'api-reply': { type: 'api-reply', requestId: 1, status: 0, message: '', payload: new Uint8Array(0), done: false }
+    'api-reply': { type: 'api-reply', requestId: 1, status: 0, message: '', payload: new Uint8Array(0), done: false },
+    'record-notice': { type: 'record-notice', term: 3, record: Buffer.from('{"type":"cancelled"}') },
+    'record-ack': { type: 'record-ack', term: 3, digest: new Uint8Array(32).fill(9) }
   }
 }
 
@@ -77,7 +79,7 @@ test('every message type survives an envelope round trip and verifies', () => {
   // Both failure forms of a decision, too.
   all.push(
     { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail', message: randomBytes(292) } },
-    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail-code', code: 19 } },
+    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' } },
     { ...samples(kp.publicKey).hello, role: 'witness', muxKey: null, nodes: [] }
   )
   let seq = 1

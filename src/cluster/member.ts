@@ -1,0 +1,634 @@
+// One agent's part in the cluster, as a pure state machine: the election, the edge for the agent's
+// own LND nodes, and, while this agent leads, the virtual node's mux. Inputs are method calls
+// (messages from peers, HTLCs from the agent's own nodes, durable-write acknowledgements, the clock);
+// outputs are actions for the driver (send, persist, resolve on LND). No IO and no timers, so a seeded
+// simulation can drive whole clusters through faults (DESIGN.md "Invariants").
+//
+// What the cluster adds to the single-node rules:
+//  - Write-ahead to a majority (invariants 1, 2, 6): a settle or cancel record is stored by the leader
+//    AND acknowledged by a majority of voters before any preimage leaves or a cancel is confirmed.
+//    A new leader wins only with a majority of votes, so at least one voter it hears from while
+//    gathering holds every such record.
+//  - Gathering: a new leader collects the settle, cancel and final records of every reachable member
+//    before it serves; until then offers wait.
+//  - Fencing (invariant 5): edges accept decisions only from the leader and term they forwarded to
+//    (src/edge/edge.ts); a leader accepts offers only for the nodes the offering agent announced.
+import { createHash } from 'node:crypto'
+import { Election, majority, type ElectionAction, type ElectionMessage } from './election.ts'
+import type { Hello, HtlcOffer, Message, Resolution } from './messages.ts'
+import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../edge/edge.ts'
+import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
+import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
+import { decodeRecord, encodeRecord } from '../mux/records.ts'
+import type { Circuit, Decision, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
+
+export interface MemberTiming {
+  leaseMs: number
+  heartbeatMs: number
+  clockDriftMs: number
+  electionTimeoutMs: readonly [number, number]
+  /** How long a new leader waits for members' records before serving with what it has. */
+  gatherTimeoutMs: number
+}
+
+/** Fail-over in ~3.5 s at worst (lease 2.5 s, then a randomised wait), within DESIGN.md's 5 s target. */
+export const DEFAULT_TIMING: MemberTiming = {
+  leaseMs: 2500,
+  heartbeatMs: 600,
+  clockDriftMs: 250,
+  electionTimeoutMs: [2500, 3500],
+  gatherTimeoutMs: 1000
+}
+
+export interface MemberOptions {
+  /** This agent's key, hex. */
+  self: string
+  /** The LND nodes this agent holds (33-byte pubkeys, hex). */
+  nodes: string[]
+  /** Present on candidates: what the mux needs, minus the clock. */
+  mux: Omit<MuxOptions, 'now'> | null
+  /** Witnesses vote; so does every agent that holds a node. */
+  witness: boolean
+  priority: number
+  timing: MemberTiming
+  /** Durable state from the previous run. */
+  persisted: { term: number; votedFor: string | null; voters: string[]; records: MuxRecord[] }
+  now: number
+  random: () => number
+  /** Edge: blocks before auto_fail_height at which an undecided HTLC is failed. */
+  deadlineMarginBlocks: number
+}
+
+export type MemberAction =
+  | { type: 'send'; to: string; message: Message }
+  | { type: 'broadcast'; message: Message }
+  /** Durable before the sends that follow it (Raft). */
+  | { type: 'persist-vote'; term: number; votedFor: string | null }
+  | { type: 'persist-voters'; voters: string[] }
+  /** Append durably, then call recordPersisted(record). */
+  | { type: 'persist-record'; record: MuxRecord }
+  /** Append the edge's decision durably, then call edgeRecorded(id). */
+  | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision }
+  | { type: 'resolve'; htlc: EdgeHtlc; decision: InterceptorDecision }
+  | { type: 'leader'; term: number; leader: string | null }
+  | { type: 'serving'; term: number; records: number }
+  | { type: 'accepted'; hash: Uint8Array; setId: Uint8Array; amountMsat: bigint; parts: number }
+  | { type: 'final'; hash: Uint8Array; setId: Uint8Array; status: 'settled' | 'failed' }
+  /** A settle or cancel is durable on a majority: the API call that asked for it may return. */
+  | { type: 'committed'; record: MuxRecord }
+  /** Leadership was lost before the record was committed: the API call fails (not leader). */
+  | { type: 'abandoned'; record: MuxRecord }
+  | { type: 'reject'; from: string; reason: string; detail?: string }
+
+interface Peer {
+  hello: Hello
+  voter: boolean
+  nodes: Set<string>
+}
+
+interface PendingCommit {
+  record: MuxRecord
+  stored: boolean
+  acks: Set<string>
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const bytes = (h: string): Buffer => Buffer.from(h, 'hex')
+
+export function recordBytes(record: MuxRecord): Buffer {
+  return Buffer.from(encodeRecord(record))
+}
+
+function digestOf(recordBytes: Uint8Array): string {
+  return createHash('sha256').update(recordBytes).digest('hex')
+}
+
+/** Identity of a record for deduplication: one settle, one cancel and one final per hash. */
+function recordKey(record: MuxRecord): string {
+  return `${record.type}:${hex(record.hash)}`
+}
+
+/** Settles first, then finals, then cancels: a settle always wins (a preimage may have left). */
+const APPLY_ORDER: Record<MuxRecord['type'], number> = { settle_requested: 0, final: 1, cancelled: 2 }
+
+function toResolution(decision: Decision): Resolution {
+  if (decision.action === 'settle') return { kind: 'settle', preimage: decision.preimage }
+  if ('failureMessage' in decision) return { kind: 'fail', message: decision.failureMessage }
+  return { kind: 'fail-code', code: decision.failureCode }
+}
+
+function toDecision(resolution: Resolution): Decision {
+  if (resolution.kind === 'settle') return { action: 'settle', preimage: resolution.preimage }
+  if (resolution.kind === 'fail') return { action: 'fail', failureMessage: resolution.message }
+  return { action: 'fail', failureCode: resolution.code }
+}
+
+function offerOf(htlc: EdgeHtlc, term: number, height: number): HtlcOffer {
+  return {
+    type: 'htlc-offer',
+    term,
+    circuit: { node: bytes(htlc.node), chanId: htlc.circuit.chanId, htlcId: htlc.circuit.htlcId },
+    paymentHash: htlc.paymentHash,
+    incomingMsat: htlc.incomingAmountMsat,
+    outgoingMsat: htlc.outgoingAmountMsat,
+    incomingExpiry: htlc.incomingExpiry,
+    outgoingExpiry: htlc.outgoingExpiry,
+    outgoingRequestedChanId: htlc.outgoingRequestedChanId,
+    onion: htlc.onionBlob,
+    autoFailHeight: htlc.autoFailHeight,
+    currentHeight: height
+  }
+}
+
+function muxHtlcOf(offer: HtlcOffer): InterceptedHtlc {
+  return {
+    circuit: offer.circuit,
+    incomingAmountMsat: offer.incomingMsat,
+    outgoingAmountMsat: offer.outgoingMsat,
+    incomingExpiry: offer.incomingExpiry,
+    outgoingExpiry: offer.outgoingExpiry,
+    outgoingRequestedChanId: offer.outgoingRequestedChanId,
+    onionBlob: offer.onion,
+    paymentHash: offer.paymentHash,
+    autoFailHeight: offer.autoFailHeight,
+    currentHeight: offer.currentHeight
+  }
+}
+
+export class ClusterMember {
+  readonly self: string
+  private readonly opts: MemberOptions
+  readonly election: Election
+  readonly edge: Edge
+  private readonly peers = new Map<string, Peer>()
+  private readonly voters: Set<string>
+  /** Settle, cancel and final records this member holds durably, by recordKey. */
+  private readonly records = new Map<string, MuxRecord>()
+  /** Records being stored for a leader's notice: digest → leader to acknowledge. */
+  private readonly noticeAcks = new Map<string, { leader: string; term: number }>()
+  private now: number
+  private height = 0
+  /** Highest term in which this member saw a leader serve (its election view). */
+  private servedTerm = 0
+
+  // Leader state, valid while this agent leads `leaderTerm`.
+  private leaderTerm = 0
+  private mux: MuxMachine | null = null
+  private gathering: { term: number; waiting: Set<string>; records: MuxRecord[]; deadline: number } | null = null
+  private queuedOffers: { from: string; offer: HtlcOffer }[] = []
+  private readonly commits = new Map<string, PendingCommit>()
+
+  constructor(opts: MemberOptions) {
+    this.opts = opts
+    this.self = opts.self
+    this.now = opts.now
+    const voter = opts.nodes.length > 0 || opts.witness
+    this.election = new Election(
+      {
+        self: opts.self,
+        candidate: opts.mux !== null,
+        voter,
+        priority: opts.priority,
+        leaseMs: opts.timing.leaseMs,
+        heartbeatMs: opts.timing.heartbeatMs,
+        clockDriftMs: opts.timing.clockDriftMs,
+        electionTimeoutMs: opts.timing.electionTimeoutMs,
+        persisted: { term: opts.persisted.term, votedFor: opts.persisted.votedFor }
+      },
+      opts.now,
+      opts.random
+    )
+    this.edge = new Edge({ self: opts.self, deadlineMarginBlocks: opts.deadlineMarginBlocks })
+    this.voters = new Set(opts.persisted.voters)
+    if (voter) this.voters.add(opts.self)
+    this.election.setVoters(this.voters)
+    for (const record of opts.persisted.records) this.records.set(recordKey(record), record)
+    this.updateView()
+  }
+
+  get leader(): string | null {
+    return this.election.leader
+  }
+
+  get term(): number {
+    return this.election.term
+  }
+
+  /** True while this agent leads, has gathered, and holds a majority lease: it may decide. */
+  isServing(): boolean {
+    return this.mux !== null && this.gathering === null && this.election.isLeaseHeld(this.now)
+  }
+
+  /** The leader's mux, for queries by the API (status, accepted sets, settlements). */
+  get virtualNode(): MuxMachine | null {
+    return this.isServing() ? this.mux : null
+  }
+
+  knownRecords(): number {
+    return this.records.size
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership
+
+  /** A peer proved the secret and sent its hello. */
+  connected(peer: string, hello: Hello): MemberAction[] {
+    const voter = hello.nodes.length > 0 || hello.role === 'witness'
+    this.peers.set(peer, { hello, voter, nodes: new Set(hello.nodes.map((n) => hex(n.pubkey))) })
+    const out: MemberAction[] = []
+    // Notices still waiting for a majority may have been lost with the old connection.
+    for (const commit of this.commits.values()) {
+      if (commit.record.type !== 'final') out.push({ type: 'send', to: peer, message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
+    }
+    if (!voter || this.voters.has(peer)) return out
+    this.voters.add(peer)
+    this.election.setVoters(this.voters)
+    out.push({ type: 'persist-voters', voters: [...this.voters] })
+    return out
+  }
+
+  disconnected(peer: string): MemberAction[] {
+    this.peers.delete(peer)
+    // A member that leaves while we gather cannot answer: serve with what the others gave.
+    if (this.gathering?.waiting.delete(peer) && this.gathering.waiting.size === 0) return this.finishGathering()
+    return []
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inputs
+
+  tick(now: number): MemberAction[] {
+    this.now = now
+    const actions = this.fromElection(this.election.tick(now, this.opts.random))
+    if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
+    if (this.isServing()) actions.push(...this.fromMux(this.mux!.tick()))
+    return actions
+  }
+
+  /** An HTLC one of this agent's own nodes intercepted for its virtual scid. */
+  htlc(htlc: EdgeHtlc): MemberAction[] {
+    return this.fromEdge(this.edge.offer(htlc, this.height))
+  }
+
+  blockHeight(height: number): MemberAction[] {
+    this.height = Math.max(this.height, height)
+    const actions = this.fromEdge(this.edge.height(height))
+    if (this.isServing()) actions.push(...this.fromMux(this.mux!.blockHeight(height)))
+    return actions
+  }
+
+  /** The driver stored the edge's decision `id`: it may now be applied on LND. */
+  edgeRecorded(id: string): MemberAction[] {
+    return this.fromEdge(this.edge.recorded(id))
+  }
+
+  /** lnd's final resolution of one of this agent's HTLCs. */
+  htlcFinal(htlc: { node: string; circuit: { chanId: bigint; htlcId: bigint } }, settled: boolean): MemberAction[] {
+    this.edge.resolved(edgeHtlcId(htlc))
+    const circuit: Circuit = { node: bytes(htlc.node), chanId: htlc.circuit.chanId, htlcId: htlc.circuit.htlcId }
+    if (this.isServing()) return this.fromMux(this.mux!.htlcResolved(circuit, settled))
+    const leader = this.election.leader
+    if (leader === null || leader === this.self) return []
+    return [{ type: 'send', to: leader, message: { type: 'htlc-resolved', term: this.term, circuit, settled } }]
+  }
+
+  /** The driver stored `record` durably (for our own leadership, or for a leader's notice). */
+  recordPersisted(record: MuxRecord): MemberAction[] {
+    const encoded = recordBytes(record)
+    const digest = digestOf(encoded)
+    this.records.set(recordKey(record), record)
+    this.updateView()
+    const actions: MemberAction[] = []
+    const notice = this.noticeAcks.get(digest)
+    if (notice !== undefined) {
+      this.noticeAcks.delete(digest)
+      actions.push({ type: 'send', to: notice.leader, message: { type: 'record-ack', term: notice.term, digest: Buffer.from(digest, 'hex') } })
+    }
+    const commit = this.commits.get(digest)
+    if (commit !== undefined) {
+      commit.stored = true
+      actions.push(...this.tryCommit(digest, commit))
+    }
+    return actions
+  }
+
+  /** The application settles an accepted set (lnmux SettleInvoice); only the serving leader can. */
+  settle(hash: Uint8Array, setId: Uint8Array): MemberAction[] {
+    return this.fromMux(this.servingMux().settle(hash, setId))
+  }
+
+  cancel(hash: Uint8Array): MemberAction[] {
+    return this.fromMux(this.servingMux().cancel(hash))
+  }
+
+  receive(from: string, message: Message, now: number): MemberAction[] {
+    this.now = now
+    switch (message.type) {
+      case 'vote-request':
+      case 'vote':
+      case 'lease':
+      case 'lease-ack':
+        return this.fromElection(this.election.receive(from, this.toElection(message), now, this.opts.random))
+      case 'htlc-offer':
+        return this.onOffer(from, message)
+      case 'htlc-decision':
+        return this.fromEdge(this.edge.decide(from, message.term, edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit }), toDecision(message.resolution)))
+      case 'htlc-resolved':
+        if (!this.isServing() || message.term !== this.leaderTerm || !this.peers.get(from)?.nodes.has(hex(message.circuit.node))) return []
+        return this.fromMux(this.mux!.htlcResolved(message.circuit, message.settled))
+      case 'record-notice':
+        return this.onNotice(from, message.term, message.record)
+      case 'record-ack':
+        return this.onAck(from, message.term, hex(message.digest))
+      case 'records-request':
+        return this.onRecordsRequest(from, message.term, message.requestId)
+      case 'records-reply':
+        return this.onRecordsReply(from, message.term, message.records, message.done)
+      default:
+        return []
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Election
+
+  private toElection(m: Extract<Message, { type: ElectionMessage['type'] }>): ElectionMessage {
+    switch (m.type) {
+      case 'vote-request':
+        return { type: 'vote-request', term: m.term, candidate: hex(m.candidate), view: m.view, priority: m.priority }
+      case 'vote':
+        return { type: 'vote', term: m.term, voter: hex(m.voter), granted: m.granted }
+      case 'lease':
+        return { type: 'lease', term: m.term, leader: hex(m.leader), at: m.at }
+      case 'lease-ack':
+        return { type: 'lease-ack', term: m.term, voter: hex(m.voter), at: m.at }
+    }
+  }
+
+  private toWire(m: ElectionMessage): Message {
+    switch (m.type) {
+      case 'vote-request':
+        return { type: 'vote-request', term: m.term, candidate: bytes(m.candidate), view: m.view, priority: m.priority }
+      case 'vote':
+        return { type: 'vote', term: m.term, voter: bytes(m.voter), granted: m.granted }
+      case 'lease':
+        return { type: 'lease', term: m.term, leader: bytes(m.leader), at: m.at }
+      case 'lease-ack':
+        return { type: 'lease-ack', term: m.term, voter: bytes(m.voter), at: m.at }
+    }
+  }
+
+  private fromElection(actions: ElectionAction[]): MemberAction[] {
+    const out: MemberAction[] = []
+    for (const action of actions) {
+      switch (action.type) {
+        case 'persist':
+          out.push({ type: 'persist-vote', term: action.term, votedFor: action.votedFor })
+          break
+        case 'send':
+          out.push({ type: 'send', to: action.to, message: this.toWire(action.message) })
+          break
+        case 'broadcast':
+          out.push({ type: 'broadcast', message: this.toWire(action.message) })
+          break
+        case 'leader':
+          out.push(...this.onLeader(action.term, action.leader))
+          break
+      }
+    }
+    return out
+  }
+
+  private onLeader(term: number, leader: string | null): MemberAction[] {
+    const out: MemberAction[] = [{ type: 'leader', term, leader }]
+    if (leader !== null && term > this.servedTerm) {
+      this.servedTerm = term
+      this.updateView()
+    }
+    if (leader !== this.self) out.push(...this.stepDown())
+    else out.push(...this.startGathering(term))
+    // Edges forward to a leader as soon as it is known; it queues offers until it serves.
+    out.push(...this.fromEdge(this.edge.leaderChanged(term, leader)))
+    return out
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leading: gather, then serve
+
+  private startGathering(term: number): MemberAction[] {
+    this.leaderTerm = term
+    this.mux = null
+    const waiting = new Set([...this.peers.keys()])
+    this.gathering = { term, waiting, records: [...this.records.values()], deadline: this.now + this.opts.timing.gatherTimeoutMs }
+    if (waiting.size === 0) return this.finishGathering()
+    return [{ type: 'broadcast', message: { type: 'records-request', term, requestId: term % 2 ** 32, after: 0 } }]
+  }
+
+  private onRecordsRequest(from: string, term: number, requestId: number): MemberAction[] {
+    // Answer only the candidate that leads `term` as far as we know, or one asking for a newer term.
+    if (term < this.term) return []
+    const pages: Uint8Array[][] = [[]]
+    let size = 0
+    for (const record of this.records.values()) {
+      const encoded = recordBytes(record)
+      if (size + encoded.length > 48 * 1024 || pages[pages.length - 1]!.length >= 256) {
+        pages.push([])
+        size = 0
+      }
+      pages[pages.length - 1]!.push(encoded)
+      size += encoded.length
+    }
+    return pages.map((records, i) => ({
+      type: 'send' as const,
+      to: from,
+      message: { type: 'records-reply' as const, term, requestId, records, done: i === pages.length - 1 }
+    }))
+  }
+
+  private onRecordsReply(from: string, term: number, records: Uint8Array[], done: boolean): MemberAction[] {
+    const gathering = this.gathering
+    if (gathering === null || gathering.term !== term || !gathering.waiting.has(from)) return []
+    for (const encoded of records) {
+      try {
+        gathering.records.push(decodeRecord(Buffer.from(encoded).toString()))
+      } catch (err) {
+        return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
+      }
+    }
+    if (!done) return []
+    gathering.waiting.delete(from)
+    return gathering.waiting.size === 0 ? this.finishGathering() : []
+  }
+
+  private finishGathering(): MemberAction[] {
+    const gathering = this.gathering
+    if (gathering === null) return []
+    this.gathering = null
+    const out: MemberAction[] = []
+    const merged = new Map<string, MuxRecord>()
+    for (const record of gathering.records) merged.set(recordKey(record), record)
+    const ordered = [...merged.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
+    const rejected: MuxRecord[] = []
+    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: () => this.now, height: this.height }, ordered, (record) => rejected.push(record))
+    for (const record of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: recordKey(record) })
+    // Keep what we learned: our own core must hold every record a later election compares.
+    for (const record of ordered) if (!this.records.has(recordKey(record)) && !rejected.includes(record)) out.push({ type: 'persist-record', record })
+    out.push({ type: 'serving', term: gathering.term, records: merged.size })
+    const queued = this.queuedOffers
+    this.queuedOffers = []
+    for (const { from, offer } of queued) out.push(...this.onOffer(from, offer))
+    return out
+  }
+
+  private stepDown(): MemberAction[] {
+    const out: MemberAction[] = []
+    for (const commit of this.commits.values()) out.push({ type: 'abandoned', record: commit.record })
+    this.commits.clear()
+    this.mux = null
+    this.gathering = null
+    this.queuedOffers = []
+    return out
+  }
+
+  private servingMux(): MuxMachine {
+    if (!this.isServing()) throw new NotLeaderError(this.election.leader)
+    return this.mux!
+  }
+
+  private onOffer(from: string, offer: HtlcOffer): MemberAction[] {
+    const node = hex(offer.circuit.node)
+    const owned = from === this.self ? this.opts.nodes.includes(node) : this.peers.get(from)?.nodes.has(node)
+    if (!owned) return [{ type: 'reject', from, reason: 'not_your_node', detail: node }]
+    if (offer.term !== this.leaderTerm) return [] // the edge re-forwards to the next leader
+    if (this.gathering !== null) {
+      this.queuedOffers.push({ from, offer })
+      return []
+    }
+    if (!this.isServing()) return []
+    try {
+      return this.fromMux(this.mux!.htlc(muxHtlcOf(offer)))
+    } catch (err) {
+      return [{ type: 'reject', from, reason: 'bad_offer', detail: (err as Error).message }]
+    }
+  }
+
+  private fromMux(outputs: MuxOutput[]): MemberAction[] {
+    const out: MemberAction[] = []
+    for (const output of outputs) {
+      switch (output.kind) {
+        case 'decision':
+          out.push(...this.sendDecision(output.circuit, output.decision))
+          break
+        case 'accepted':
+          out.push({ type: 'accepted', hash: output.hash, setId: output.setId, amountMsat: output.amountMsat, parts: output.htlcs.length })
+          break
+        case 'final':
+          out.push({ type: 'final', hash: output.hash, setId: output.setId, status: output.status })
+          break
+        case 'persist':
+          out.push(...this.commit(output.record))
+          break
+      }
+    }
+    return out
+  }
+
+  private sendDecision(circuit: Circuit, decision: Decision): MemberAction[] {
+    const node = hex(circuit.node)
+    if (this.opts.nodes.includes(node)) return this.fromEdge(this.edge.decide(this.self, this.leaderTerm, edgeHtlcId({ node, circuit }), decision))
+    for (const [agent, peer] of this.peers) {
+      if (peer.nodes.has(node)) return [{ type: 'send', to: agent, message: { type: 'htlc-decision', term: this.leaderTerm, circuit, resolution: toResolution(decision) } }]
+    }
+    // The holder is unreachable: it keeps the HTLC until a leader reaches it, or fails it in time.
+    return [{ type: 'reject', from: this.self, reason: 'holder_unreachable', detail: node }]
+  }
+
+  /**
+   * Settle and cancel records go to a majority before they take effect; final records are ours
+   * alone (they only report what lnd already did).
+   */
+  private commit(record: MuxRecord): MemberAction[] {
+    const encoded = recordBytes(record)
+    const digest = digestOf(encoded)
+    this.commits.set(digest, { record, stored: false, acks: new Set() })
+    const out: MemberAction[] = [{ type: 'persist-record', record }]
+    if (record.type !== 'final') out.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: encoded } })
+    return out
+  }
+
+  private onAck(from: string, term: number, digest: string): MemberAction[] {
+    const commit = this.commits.get(digest)
+    if (commit === undefined || term !== this.leaderTerm || !this.voters.has(from)) return []
+    commit.acks.add(from)
+    return this.tryCommit(digest, commit)
+  }
+
+  private tryCommit(digest: string, commit: PendingCommit): MemberAction[] {
+    if (!commit.stored || this.mux === null) return []
+    if (commit.record.type !== 'final') {
+      const holders = commit.acks.size + (this.voters.has(this.self) ? 1 : 0)
+      if (holders < majority(this.voters.size)) return []
+    }
+    this.commits.delete(digest)
+    const out: MemberAction[] = this.fromMux(this.mux.recordPersisted(commit.record))
+    if (commit.record.type !== 'final') out.unshift({ type: 'committed', record: commit.record })
+    return out
+  }
+
+  /** A leader's record: store it, then acknowledge (recordPersisted sends the ack). */
+  private onNotice(from: string, term: number, encoded: Uint8Array): MemberAction[] {
+    if (from !== this.election.leader || term !== this.term) return [{ type: 'reject', from, reason: 'notice_not_from_leader' }]
+    let record: MuxRecord
+    try {
+      record = decodeRecord(Buffer.from(encoded).toString())
+    } catch (err) {
+      return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
+    }
+    const digest = digestOf(recordBytes(record))
+    const known = this.records.get(recordKey(record))
+    if (known !== undefined && digestOf(recordBytes(known)) === digest) {
+      return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
+    }
+    this.noticeAcks.set(digest, { leader: from, term })
+    return [{ type: 'persist-record', record }]
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Edge
+
+  private fromEdge(actions: EdgeAction[]): MemberAction[] {
+    const out: MemberAction[] = []
+    for (const action of actions) {
+      switch (action.type) {
+        case 'forward': {
+          const offer = offerOf(action.htlc, action.term, this.height)
+          if (action.to === this.self) out.push(...this.onOffer(this.self, offer))
+          else out.push({ type: 'send', to: action.to, message: offer })
+          break
+        }
+        case 'record':
+          out.push({ type: 'edge-record', id: action.id, term: action.term, from: action.from, decision: action.decision })
+          break
+        case 'resolve':
+          out.push({ type: 'resolve', htlc: action.htlc, decision: action.decision })
+          break
+        case 'reject':
+          out.push({ type: 'reject', from: action.from, reason: action.reason, detail: action.id })
+          break
+      }
+    }
+    return out
+  }
+
+  private updateView(): void {
+    this.election.setView({ term: this.servedTerm, records: this.records.size })
+  }
+}
+
+export class NotLeaderError extends Error {
+  readonly code = 'not_leader'
+  constructor(readonly leader: string | null) {
+    super(leader === null ? 'no leader is serving the virtual node right now' : 'this agent does not lead the virtual node')
+    this.name = 'NotLeaderError'
+  }
+}

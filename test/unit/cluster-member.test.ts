@@ -1,0 +1,232 @@
+// The cluster member state machines driven as whole clusters (test/sim/cluster.ts): two operators
+// each holding one node, plus a witness; real onions, stateless invoices, election and mux.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { ClusterSim, type SimAgent } from '../sim/cluster.ts'
+import { HEIGHT, IDENTITY_KEY, NODES, invoice, part, type Part } from './mux-fixture.ts'
+import type { EdgeHtlc } from '../../src/edge/edge.ts'
+import type { MemberAction } from '../../src/cluster/member.ts'
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const A = 'aa'.repeat(32)
+const B = 'bb'.repeat(32)
+const W = 'cc'.repeat(32)
+const ALICE = hex(NODES[0]!)
+const BOB = hex(NODES[1]!)
+
+function cluster(seed: number): ClusterSim {
+  const sim = new ClusterSim(
+    [
+      { id: A, nodes: [ALICE], candidate: true },
+      { id: B, nodes: [BOB], candidate: true },
+      { id: W, nodes: [], candidate: false, witness: true }
+    ],
+    seed,
+    { identityKey: IDENTITY_KEY, mppTimeoutMs: 60_000, acceptTimeoutMs: 600_000 }
+  )
+  sim.mine(HEIGHT)
+  sim.runUntil(() => sim.serving() !== undefined)
+  assert.ok(sim.serving(), `seed ${seed}: no leader serving`)
+  return sim
+}
+
+/** The interceptor's view of a fixture part, handed to the agent that holds its node. */
+function edgeHtlc(p: Part): EdgeHtlc {
+  const h = p.htlc
+  return {
+    node: hex(h.circuit.node),
+    circuit: { chanId: h.circuit.chanId, htlcId: h.circuit.htlcId },
+    incomingAmountMsat: h.incomingAmountMsat,
+    incomingExpiry: h.incomingExpiry,
+    outgoingAmountMsat: h.outgoingAmountMsat,
+    outgoingExpiry: h.outgoingExpiry,
+    outgoingRequestedChanId: h.outgoingRequestedChanId,
+    paymentHash: Buffer.from(h.paymentHash),
+    onionBlob: Buffer.from(h.onionBlob),
+    customRecords: new Map(),
+    inWireCustomRecords: new Map(),
+    autoFailHeight: h.autoFailHeight,
+    onChain: false
+  }
+}
+
+/** Pays `amount` in two parts, one through Alice (agent A), one through Bob (agent B). */
+function payAcrossBoth(sim: ClusterSim, amount: bigint, htlcId: bigint) {
+  const inv = invoice(amount)
+  const alice = part(inv, { node: 0, htlcId, amountMsat: amount - amount / 3n })
+  const bob = part(inv, { node: 1, htlcId, amountMsat: amount / 3n })
+  sim.offer(A, edgeHtlc(alice))
+  sim.offer(B, edgeHtlc(bob))
+  return { inv, parts: [alice, bob] }
+}
+
+function watchAccepted(sim: ClusterSim): { hash: Uint8Array; setId: Uint8Array; by: SimAgent }[] {
+  const accepted: { hash: Uint8Array; setId: Uint8Array; by: SimAgent }[] = []
+  sim.onAction = (agent, action: MemberAction) => {
+    if (action.type === 'accepted') accepted.push({ hash: action.hash, setId: action.setId, by: agent })
+  }
+  return accepted
+}
+
+function settleOnLeader(sim: ClusterSim, hash: Uint8Array, setId: Uint8Array): void {
+  const leader = sim.serving()!
+  sim.apply(leader, leader.member.settle(hash, setId))
+}
+
+function settledWith(sim: ClusterSim, preimage: Uint8Array): number {
+  return sim.resolutions.filter((r) => r.decision.action === 'settle' && hex(r.decision.preimage) === hex(preimage)).length
+}
+
+test('two operators receive one multi-part payment whose parts arrive through both, over many seeds', () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const sim = cluster(seed)
+    const accepted = watchAccepted(sim)
+    const { inv } = payAcrossBoth(sim, 90_000n, 1n)
+    sim.runUntil(() => accepted.length > 0, 5000)
+    assert.equal(accepted.length, 1, `seed ${seed}: set not accepted`)
+    assert.equal(sim.resolutions.length, 0, 'nothing settles before the application asks (invariant 3)')
+    settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+    sim.runUntil(() => sim.resolutions.length === 2, 5000)
+    assert.equal(settledWith(sim, inv.preimage), 2, `seed ${seed}`)
+    assert.deepEqual(new Set(sim.resolutions.map((r) => r.agent)), new Set([A, B]), 'each operator settles its own node\'s part')
+  }
+})
+
+test('a settle record reaches a majority before any preimage leaves (write-ahead, invariant 6)', () => {
+  const sim = cluster(7)
+  const accepted = watchAccepted(sim)
+  const { inv } = payAcrossBoth(sim, 50_000n, 2n)
+  sim.runUntil(() => accepted.length > 0, 5000)
+  settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+  sim.runUntil(() => sim.resolutions.length === 2, 5000)
+  const firstSettle = Math.min(...sim.resolutions.map((r) => r.at))
+  const stored = [...sim.agents.values()].filter((a) => a.storage.records.some((r) => r.type === 'settle_requested' && hex(r.hash) === hex(inv.paymentHash)))
+  assert.ok(stored.length >= 2, 'stored by a majority of the three voters')
+  const decisionsAt = sim.log.filter((l) => l.action.type === 'send' && l.action.message.type === 'htlc-decision').map((l) => l.at)
+  const committedAt = sim.log.find((l) => l.action.type === 'committed')!.at
+  assert.ok(decisionsAt.every((t) => t >= committedAt) && firstSettle >= committedAt)
+})
+
+test('without a majority holding the settle record, no preimage leaves; once it reconnects, all settle', () => {
+  const sim = cluster(11)
+  const accepted = watchAccepted(sim)
+  const leader = sim.serving()!
+  const { inv } = payAcrossBoth(sim, 60_000n, 5n)
+  sim.runUntil(() => accepted.length > 0, 5000)
+  sim.dropIf = (from, _to, m) => from === leader.spec.id && m.type === 'record-notice'
+  settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+  sim.run(2000)
+  assert.equal(sim.resolutions.length, 0, 'a preimage left before a majority held the settle record')
+  assert.ok(!sim.log.some((l) => l.action.type === 'committed'))
+  // The followers reconnect (e.g. after a network blip): the pending notice goes out again.
+  sim.dropIf = () => false
+  const others = [A, B, W].filter((id) => id !== leader.spec.id)
+  sim.partition([leader.spec.id], others)
+  sim.heal()
+  sim.runUntil(() => sim.resolutions.length === 2, 5000)
+  assert.equal(settledWith(sim, inv.preimage), 2)
+})
+
+test('the leader is killed with an accepted set: the new leader settles it', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const sim = cluster(seed)
+    const accepted = watchAccepted(sim)
+    const { inv } = payAcrossBoth(sim, 70_000n, 3n)
+    sim.runUntil(() => accepted.length > 0, 5000)
+    const old = sim.serving()!
+    sim.kill(old.spec.id)
+    const took = sim.runUntil(() => sim.serving() !== undefined && sim.serving() !== old, 10_000)
+    assert.ok(took <= 5000, `seed ${seed}: fail-over took ${took} ms`)
+    // The dead agent's LND keeps its part held and re-offers it when the agent comes back.
+    sim.restart(old.spec.id)
+    sim.runUntil(() => accepted.length > 1, 10_000)
+    const again = accepted[accepted.length - 1]!
+    assert.notEqual(again.by, old)
+    settleOnLeader(sim, again.hash, again.setId)
+    sim.runUntil(() => sim.resolutions.length === 2, 5000)
+    assert.equal(settledWith(sim, inv.preimage), 2, `seed ${seed}`)
+  }
+})
+
+test('the leader dies after settling part of a set: every other part still settles (invariant 1)', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const sim = cluster(seed)
+    const accepted = watchAccepted(sim)
+    const leader = sim.serving()!
+    const other = leader.spec.id === A ? B : A
+    // The decision for the other operator's part is lost, and the leader dies as soon as its own
+    // part is settled on its LND.
+    sim.dropIf = (from, to, m) => from === leader.spec.id && to === other && m.type === 'htlc-decision'
+    const { inv } = payAcrossBoth(sim, 80_000n, 4n)
+    sim.runUntil(() => accepted.length > 0, 5000)
+    settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+    sim.runUntil(() => sim.resolutions.length === 1, 5000)
+    assert.equal(sim.resolutions[0]!.agent, leader.spec.id)
+    sim.kill(leader.spec.id)
+    sim.dropIf = () => false
+    sim.runUntil(() => sim.resolutions.length === 2, 10_000)
+    assert.equal(settledWith(sim, inv.preimage), 2, `seed ${seed}: the other part was left behind`)
+    assert.equal(sim.resolutions[1]!.agent, other)
+  }
+})
+
+test('a leader cut off in a minority decides nothing; the majority elects another', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const sim = cluster(seed)
+    const old = sim.serving()!
+    const others = [A, B, W].filter((id) => id !== old.spec.id)
+    sim.partition([old.spec.id], others)
+    sim.runUntil(() => !old.member.isServing(), 5000)
+    const cutAt = sim.now
+    assert.equal(old.member.isServing(), false)
+    // A payment part reaches the old leader's own node in the minority.
+    const inv = invoice(10_000n)
+    const mine = part(inv, { node: old.spec.id === A ? 0 : 1, htlcId: 9n, amountMsat: 10_000n })
+    sim.offer(old.spec.id, edgeHtlc(mine))
+    sim.run(4000)
+    const decidedInMinority = sim.log.filter((l) => l.at >= cutAt && l.agent === old.spec.id && (l.action.type === 'resolve' || (l.action.type === 'send' && l.action.message.type === 'htlc-decision')))
+    assert.deepEqual(decidedInMinority, [], `seed ${seed}`)
+    const fresh = sim.serving()
+    assert.ok(fresh && fresh !== old, `seed ${seed}: the majority has no leader`)
+    assert.ok(fresh.member.term > old.member.term || !old.member.isServing())
+  }
+})
+
+test("an edge rejects a stale leader's decision, and a leader refuses offers for nodes the sender does not hold", () => {
+  const sim = cluster(3)
+  const first = sim.serving()!
+  sim.kill(first.spec.id)
+  sim.runUntil(() => sim.serving() !== undefined && sim.serving() !== first, 10_000)
+  const second = sim.serving()!
+  const edgeAgent = [...sim.agents.values()].find((a) => a.alive && a.spec.nodes.length > 0)!
+  const inv = invoice(5_000n)
+  const p = part(inv, { node: edgeAgent.spec.nodes[0] === ALICE ? 0 : 1, htlcId: 11n, amountMsat: 5_000n })
+  sim.offer(edgeAgent.spec.id, edgeHtlc(p))
+  const stale = edgeAgent.member.receive(first.spec.id, { type: 'htlc-decision', term: first.member.term, circuit: p.htlc.circuit, resolution: { kind: 'settle', preimage: inv.preimage } }, sim.now)
+  assert.deepEqual(stale.map((a) => a.type === 'reject' && a.reason), ['wrong_term'])
+  const preimageHash = createHash('sha256').update(inv.preimage).digest()
+  assert.deepEqual(preimageHash, Buffer.from(inv.paymentHash))
+  // An agent may only offer HTLCs of its own nodes.
+  const foreign = part(inv, { node: edgeAgent.spec.nodes[0] === ALICE ? 1 : 0, htlcId: 12n, amountMsat: 5_000n })
+  const refused = second.member.receive(W, { ...offerFrom(foreign), term: second.member.term }, sim.now)
+  assert.deepEqual(refused.map((a) => a.type === 'reject' && a.reason), ['not_your_node'])
+})
+
+function offerFrom(p: Part) {
+  const h = p.htlc
+  return {
+    type: 'htlc-offer' as const,
+    term: 0,
+    circuit: h.circuit,
+    paymentHash: h.paymentHash,
+    incomingMsat: h.incomingAmountMsat,
+    outgoingMsat: h.outgoingAmountMsat,
+    incomingExpiry: h.incomingExpiry,
+    outgoingExpiry: h.outgoingExpiry,
+    outgoingRequestedChanId: h.outgoingRequestedChanId,
+    onion: h.onionBlob,
+    autoFailHeight: h.autoFailHeight,
+    currentHeight: h.currentHeight
+  }
+}
