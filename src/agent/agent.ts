@@ -17,7 +17,7 @@ import type { LndEvent } from '../lnd/client.ts'
 import type { Circuit, InterceptedHtlc as MuxHtlc, MuxOutput } from '../mux/types.ts'
 import type { Logger } from '../log.ts'
 import { NodeLink } from './node-link.ts'
-import { VirtualNode } from './virtual-node.ts'
+import { VirtualNode, type HintCandidate } from './virtual-node.ts'
 
 export const SOFTWARE = 'highwire/0.1.0'
 /** The term an agent standing alone leads. */
@@ -120,7 +120,7 @@ export class Agent {
       network: this.config.network,
       mux: this.config.mux,
       store: new AuditMuxStore(this.audit),
-      hintCandidates: () => Promise.all(this.nodes.map(async (n) => ({ pubkey: n.pubkey, inboundMsat: await n.inboundMsat() }))),
+      hintCandidates: () => this.hintCandidates(),
       onDecision: (output) => this.onMuxDecision(output),
       onAccepted: (output) => this.log.info('set accepted', { hash: output.hash, setId: output.setId, amountMsat: output.amountMsat, parts: output.htlcs.length }),
       now: this.now
@@ -132,6 +132,20 @@ export class Agent {
     for (const link of this.nodes) link.start()
     this.api = await ApiServer.start({ api: virtualNode, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api') })
     this.log.info('api listening', { address: this.api.address })
+  }
+
+  /**
+   * The nodes that answer, with their inbound capacity. A node that is down (lnd stopped, connection
+   * lost) carries no route hint, so invoices stay payable through the others.
+   */
+  private async hintCandidates(): Promise<HintCandidate[]> {
+    const answers = await Promise.allSettled(this.nodes.map(async (n) => ({ pubkey: n.pubkey, inboundMsat: await n.inboundMsat() })))
+    const candidates: HintCandidate[] = []
+    answers.forEach((answer, i) => {
+      if (answer.status === 'fulfilled') candidates.push(answer.value)
+      else this.log.warn('inbound capacity unknown: no route hint through this node', { node: this.nodes[i]!.name, error: answer.reason as Error })
+    })
+    return candidates
   }
 
   height(): number {

@@ -162,6 +162,9 @@ export class AgentHarness {
     this.agent = await Agent.start(this.config, { log, heightPollMs: HEIGHT_POLL_MS, now: () => Date.now() + this.clockOffsetMs })
     const { host, port } = this.agent.api!.address
     this.client = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure())
+    // Agent.start returns once the interceptor streams are asked for; lnd registers them a moment
+    // later, and until then it fails new forwards (requireinterceptor). Wait for every online node.
+    await until(() => this.nodes.every((node) => !node.online || node.switch.hasInterceptor), 'interceptors registered')
     return this.agent
   }
 
@@ -243,6 +246,15 @@ export class AgentHarness {
         waiter.resolve(line)
       }
     }
+  }
+}
+
+/** Polls `condition` every 10 ms until it holds, or throws after `timeoutMs`. */
+export async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
 
