@@ -16,7 +16,7 @@ import { newIdentityKey } from '../../src/config/secrets.ts'
 import { decodeInvoice } from '../../src/ln/bolt11.ts'
 import { decodeFailureMessage, decodeFailurePacket, type FailureMessage } from '../../src/ln/failure.ts'
 import { buildOnion, encodeHopPayload } from '../../src/ln/onion.ts'
-import { createLogger } from '../../src/log.ts'
+import { createLogger, type Logger } from '../../src/log.ts'
 import { SimNetwork, type HtlcOutcome, type SimNode } from '../../src/sim/network.ts'
 import { BLOCK_PADDING, payInvoice, type PaymentResult } from '../../src/sim/payer.ts'
 import { SimLndServer } from '../../src/sim/server.ts'
@@ -37,6 +37,14 @@ export interface HarnessOptions {
 export interface AcceptedEvent {
   hash: Buffer
   set_id: Buffer
+}
+
+/** A unary call of an lnmux client (fields as in the .proto); rejects with the grpc ServiceError. */
+export function lnmuxCall(client: grpc.Client, method: string, request: object): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, Function>)[method]!
+    fn.call(client, request, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)))
+  })
 }
 
 /** A SubscribeInvoiceAccepted stream read as a queue. */
@@ -89,12 +97,11 @@ export class AgentHarness {
   readonly servers: SimLndServer[]
   readonly config: HighwireConfig
   /** Every log line of every agent started, in order. */
-  readonly lines: string[] = []
+  readonly log = new LogCapture()
   /** Added to the wall clock the agent sees: lets a test age invoices. */
   clockOffsetMs = 0
   agent: Agent | null = null
   client: grpc.Client | null = null
-  private readonly lineWaiters = new Set<{ pattern: RegExp; from: number; resolve: (line: string) => void }>()
   private readonly streams = new Set<AcceptedStream>()
 
   private constructor(network: SimNetwork, carol: SimNode, nodes: SimNode[], servers: SimLndServer[], config: HighwireConfig) {
@@ -158,8 +165,7 @@ export class AgentHarness {
 
   /** Starts (or restarts, on the same storage and identity key) the agent and connects a client. */
   async startAgent(): Promise<Agent> {
-    const log = createLogger({ level: 'info', write: (line) => this.onLine(line) })
-    this.agent = await Agent.start(this.config, { log, heightPollMs: HEIGHT_POLL_MS, now: () => Date.now() + this.clockOffsetMs })
+    this.agent = await Agent.start(this.config, { log: this.log.logger, heightPollMs: HEIGHT_POLL_MS, now: () => Date.now() + this.clockOffsetMs })
     const { host, port } = this.agent.api!.address
     this.client = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure())
     // Agent.start returns once the interceptor streams are asked for; lnd registers them a moment
@@ -183,14 +189,10 @@ export class AgentHarness {
     await this.startAgent()
   }
 
-  /** A unary lnmux call; the error is the grpc ServiceError. */
+  /** A unary lnmux call on the running agent's API. */
   call(method: string, request: object): Promise<any> {
-    const client = this.client
-    if (client === null) throw new Error('no agent running')
-    return new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, Function>)[method]!
-      fn.call(client, request, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)))
-    })
+    if (this.client === null) throw new Error('no agent running')
+    return lnmuxCall(this.client, method, request)
   }
 
   subscribeAccepted(): AcceptedStream {
@@ -217,32 +219,43 @@ export class AgentHarness {
     })
   }
 
-  /** The first log line matching `pattern` written after line index `from` (default: any). */
+  /** See LogCapture.waitFor. */
   waitForLine(pattern: RegExp, from = 0, timeoutMs = 5000): Promise<string> {
+    return this.log.waitFor(pattern, from, timeoutMs)
+  }
+}
+
+/** An agent's log lines kept in memory, with a way to wait for one. */
+export class LogCapture {
+  readonly lines: string[] = []
+  readonly logger: Logger = createLogger({ level: 'info', write: (line) => this.onLine(line) })
+  private readonly waiters = new Set<{ pattern: RegExp; resolve: (line: string) => void }>()
+
+  /** The first line matching `pattern` at index `from` or later (default: any). */
+  waitFor(pattern: RegExp, from = 0, timeoutMs = 5000): Promise<string> {
     const found = this.lines.slice(from).find((line) => pattern.test(line))
     if (found !== undefined) return Promise.resolve(found)
     return new Promise((resolve, reject) => {
       const waiter = {
         pattern,
-        from,
         resolve: (line: string) => {
           clearTimeout(timer)
           resolve(line)
         }
       }
       const timer = setTimeout(() => {
-        this.lineWaiters.delete(waiter)
+        this.waiters.delete(waiter)
         reject(new Error(`no log line ${pattern} within ${timeoutMs} ms; log:\n${this.lines.join('\n')}`))
       }, timeoutMs)
-      this.lineWaiters.add(waiter)
+      this.waiters.add(waiter)
     })
   }
 
   private onLine(line: string): void {
     this.lines.push(line)
-    for (const waiter of this.lineWaiters) {
+    for (const waiter of this.waiters) {
       if (waiter.pattern.test(line)) {
-        this.lineWaiters.delete(waiter)
+        this.waiters.delete(waiter)
         waiter.resolve(line)
       }
     }

@@ -143,7 +143,7 @@ test('each bad part reaches Carol as the virtual node\'s BOLT 4 failure', async 
   })
   await t.test('a part that would overpay the set is failed alone; the set completes', async () => {
     const accepted = h.subscribeAccepted()
-    const from = h.lines.length
+    const from = h.log.lines.length
     const first = sendPart(h.carol, pr, { via: alice, amountMsat: 150_000n * SAT })
     await h.waitForLine(/htlc intercepted node=alice/, from)
     assertVirtualNodeFailure(await sendPart(h.carol, pr, { via: bob, amountMsat: 100_000n * SAT }), unknown)

@@ -82,7 +82,7 @@ test('the agent stops after the settle record, before lnd resolved the parts: af
   // Both lnd nodes are slow to apply resolutions: the agent records the settle request and sends the
   // preimages, then stops before either node applied them; the streams end and the sends are lost.
   for (const server of h.servers) server.delayMs = 1000
-  const from = h.lines.length
+  const from = h.log.lines.length
   await h.call('SettleInvoice', { hash: set.hash, set_id: set.set_id })
   await h.waitForLine(/htlc settle node=alice/, from)
   await h.waitForLine(/htlc settle node=bob/, from)
@@ -121,7 +121,7 @@ test('lnd restarts before applying a settle: the replayed HTLC of the settled se
   const set = await accepted.next()
 
   server.delayMs = 1000
-  const from = h.lines.length
+  const from = h.log.lines.length
   await h.call('SettleInvoice', { hash: set.hash, set_id: set.set_id })
   await h.waitForLine(/htlc settle node=alice/, from)
   server.delayMs = 0
