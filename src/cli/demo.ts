@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
-import { Agent } from '../agent/agent.ts'
+import { Agent } from '../agent/runtime.ts'
 import { LnmuxService } from '../api/proto.ts'
 import { newClusterSecret, newIdentityKey } from '../config/secrets.ts'
 import type { HighwireConfig } from '../config/schema.ts'
@@ -64,7 +64,7 @@ export async function demoCommand(_args: string[], out: (line: string) => void):
       api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
       log: { level: 'info' }
     }
-    agent = await Agent.start(config, { log, heightPollMs: 500 })
+    agent = await Agent.start(config, { log, heightPollMs: 500, swarm: false })
     const { host, port } = agent.api!.address
     client = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure())
     const call = unary(client)

@@ -3,6 +3,7 @@ import { initCommand } from './init.ts'
 import { decodeCommand } from './decode.ts'
 import { runCommand } from './run.ts'
 import { demoCommand } from './demo.ts'
+import { auditCommand } from './audit.ts'
 
 const HELP = `highwire: one Lightning receiving identity served by many LND nodes and operators
 
@@ -16,6 +17,12 @@ commands:
   decode <bolt11>          print a BOLT 11 invoice as JSON and check its signature
   demo                     simulated LND nodes, one invoice paid in two parts through two nodes,
                            accepted and settled through the lnmux API: the whole path in a minute
+  audit <verify|timeline|state|statement>
+                           read the audit log read-only (works beside a running agent): verify every
+                           core and stored envelope, print the timeline, the settle registry, or the
+                           operator statement; [--storage PATH] [--core KEY|--all] [--json]
+       [--since T] [--until T] [--type T,..] [--hash H] [--node N] [--follow]
+                           T is an ISO time or a duration ago (1h); --follow tails the timeline
   help                     this text
 
 environment: HIGHWIRE_SECRET and HIGHWIRE_IDENTITY_KEY override cluster.secret and mux.identityKey`
@@ -41,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
       return decodeCommand(args, print)
     case 'demo':
       return demoCommand(args, print)
+    case 'audit':
+      return auditCommand(args, print, printError)
     case 'help':
       return help()
     default:

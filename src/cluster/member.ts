@@ -228,6 +228,10 @@ export class ClusterMember {
     return this.records.size
   }
 
+  voterIds(): ReadonlySet<string> {
+    return this.voters
+  }
+
   // -------------------------------------------------------------------------------------------
   // Membership
 

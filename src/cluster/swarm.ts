@@ -12,7 +12,7 @@
 //   4. Every frame then goes through the InboundGate (rate, shape, sender, signature, skew, replay);
 //      the first message must be the peer's hello. Any failure disconnects and bans the peer.
 import { EventEmitter } from 'node:events'
-import Hyperswarm, { type NoiseSocket, type PeerInfo } from 'hyperswarm'
+import Hyperswarm, { type NoiseSocket, type PeerDiscoverySession, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
 import Protomux, { type Channel, type Message as MuxMessage } from 'protomux'
 import c from 'compact-encoding'
@@ -86,6 +86,8 @@ export interface ClusterSwarm {
 }
 
 const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
+const REDISCOVER_FIRST_MS = 1000
+const REDISCOVER_MAX_MS = 60_000
 
 export class ClusterSwarm extends EventEmitter {
   readonly publicKey: Uint8Array
@@ -101,6 +103,14 @@ export class ClusterSwarm extends EventEmitter {
   private readonly lastSeq = new Map<string, number>()
   private readonly connections = new Map<string, Connection>()
   private readonly timer: NodeJS.Timeout
+  private discovery: PeerDiscoverySession | null = null
+  /**
+   * Hyperswarm looks the topic up again only every few minutes, so two agents that joined while
+   * each other's announcement was still propagating would stay apart. Look again on a doubling
+   * schedule (1 s … 60 s), restarted whenever a peer leaves.
+   */
+  private rediscoverMs = REDISCOVER_FIRST_MS
+  private nextRediscover = 0
   private hello: LocalHello
   private readonly seq: SequenceAllocator
   private closing = false
@@ -140,7 +150,8 @@ export class ClusterSwarm extends EventEmitter {
       await swarm.close()
       throw err
     }
-    swarm.swarm.join(swarm.topic, { server: true, client: true })
+    swarm.discovery = swarm.swarm.join(swarm.topic, { server: true, client: true })
+    swarm.nextRediscover = swarm.now() + swarm.rediscoverMs
     return swarm
   }
 
@@ -245,6 +256,8 @@ export class ClusterSwarm extends EventEmitter {
       // Hyperswarm may replace a connection with a newer one; only the current one's end counts.
       if (this.connections.get(conn.peer) !== conn) return
       this.connections.delete(conn.peer)
+      this.rediscoverMs = REDISCOVER_FIRST_MS
+      this.nextRediscover = this.now() + this.rediscoverMs
       this.emit('disconnect', conn.peer)
     }
   }
@@ -262,8 +275,14 @@ export class ClusterSwarm extends EventEmitter {
 
   /** Pings every peer (RTT, liveness) and lifts expired bans, including Hyperswarm's own. */
   private tick(): void {
-    for (const peer of this.bans.expire(this.now())) this.swarm.peers.get(peer)?.ban(false)
+    const now = this.now()
+    for (const peer of this.bans.expire(now)) this.swarm.peers.get(peer)?.ban(false)
     for (const conn of this.connections.values()) conn.ping()
+    if (now >= this.nextRediscover && this.discovery !== null && !this.closing) {
+      this.rediscoverMs = Math.min(this.rediscoverMs * 2, REDISCOVER_MAX_MS)
+      this.nextRediscover = now + this.rediscoverMs
+      this.discovery.refresh({ server: true, client: true }).catch(() => {})
+    }
   }
 }
 

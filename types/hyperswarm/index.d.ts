@@ -14,6 +14,8 @@ declare module 'hyperswarm' {
 
   export interface PeerDiscoverySession {
     flushed(): Promise<void>
+    /** Announce and look the topic up again now. */
+    refresh(opts?: { server?: boolean; client?: boolean }): Promise<void>
     destroy(): Promise<void>
   }
 

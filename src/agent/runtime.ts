@@ -1,0 +1,444 @@
+// The running agent: IO around one ClusterMember. It owns the agent key, the audit log, the
+// member's durable election state, its LND nodes, the Hyperswarm connection to the other agents and
+// the application API, and carries the member's actions out in order. An agent without peers (or
+// with `swarm: false`) is a cluster of one: it elects itself and serves alone.
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { AuditLog } from '../audit/log.ts'
+import { AuditMuxStore, toAuditRecord } from '../audit/mux-store.ts'
+import { configRecord, type AuditRecord } from '../audit/records.ts'
+import { ClusterSwarm, type LocalHello } from '../cluster/swarm.ts'
+import { loadOrCreateAgentKeyPair } from '../cluster/keys.ts'
+import { ClusterMember, DEFAULT_TIMING, type MemberAction, type MemberTiming } from '../cluster/member.ts'
+import type { Envelope } from '../cluster/envelope.ts'
+import type { Message } from '../cluster/messages.ts'
+import { agentRole, type HighwireConfig } from '../config/schema.ts'
+import { DEFAULT_DEADLINE_MARGIN_BLOCKS, edgeHtlcId, type EdgeHtlc } from '../edge/edge.ts'
+import { ApiServer } from '../api/server.ts'
+import type { CircuitKey, InterceptedHtlc } from '../lnd/circuits.ts'
+import type { LndEvent } from '../lnd/client.ts'
+import type { MuxRecord } from '../mux/types.ts'
+import type { Logger } from '../log.ts'
+import { NodeLink } from './node-link.ts'
+import { loadMemberState, saveMemberState } from './member-state.ts'
+import { MemberInvoiceApi, identityPubkey, type HintCandidate } from './invoice-api.ts'
+import { ApiForwarder, ApiResponder } from './api-forward.ts'
+
+export const SOFTWARE = 'highwire/0.1.0'
+/** How often a hello is re-sent with fresh inbound capacities. */
+const HELLO_REFRESH_MS = 30_000
+
+export interface AgentOptions {
+  log: Logger
+  now?: () => number
+  /** GetInfo polling interval for block heights. */
+  heightPollMs?: number
+  /** How often the member's clock ticks (election, timers). */
+  tickMs?: number
+  /** false: no Hyperswarm, a cluster of one. `host`: the DHT's bind address (tests: 127.0.0.1). */
+  swarm?: false | { host?: string }
+  timing?: MemberTiming
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+/** Messages whose envelopes are kept in the audit log as received (the frequent lease traffic is not). */
+const AUDITED_MESSAGES: ReadonlySet<Message['type']> = new Set(['hello', 'vote-request', 'vote', 'htlc-offer', 'htlc-decision', 'record-notice'])
+
+export class Agent {
+  readonly id: string
+  readonly config: HighwireConfig
+  readonly audit: AuditLog
+  readonly nodes: NodeLink[] = []
+  readonly member: ClusterMember
+  readonly invoices: MemberInvoiceApi
+  private readonly responder: ApiResponder
+  private readonly forwarder: ApiForwarder
+  swarm: ClusterSwarm | null = null
+  api: ApiServer | null = null
+  private readonly log: Logger
+  private readonly clock: () => number
+  private readonly timers: NodeJS.Timeout[] = []
+  /** The signed decision each edge HTLC was last decided by, kept before it is applied. */
+  private readonly decisionEnvelopes = new Map<string, Uint8Array>()
+  private closed = false
+
+  private constructor(config: HighwireConfig, id: string, audit: AuditLog, member: ClusterMember, opts: AgentOptions) {
+    this.config = config
+    this.id = id
+    this.audit = audit
+    this.member = member
+    this.log = opts.log
+    this.clock = opts.now ?? Date.now
+    const send = (to: string, message: Message): boolean => this.swarm?.send(to, message) ?? false
+    this.forwarder = new ApiForwarder(send, () => member.leader)
+    this.invoices = new MemberInvoiceApi({
+      member,
+      config,
+      hintCandidates: () => this.hintCandidates(),
+      muxPubkey: () => this.muxPubkey(),
+      apply: (actions) => this.apply(actions),
+      now: this.clock,
+      forwarder: this.forwarder
+    })
+    this.responder = new ApiResponder(this.invoices, send)
+  }
+
+  /** Opens storage, connects and checks every LND node, joins the cluster, then serves the API. */
+  static async start(config: HighwireConfig, opts: AgentOptions): Promise<Agent> {
+    const storage = config.storage.path
+    await mkdir(storage, { recursive: true, mode: 0o700 })
+    const keys = await loadOrCreateAgentKeyPair(storage)
+    const id = hex(keys.publicKey)
+    const audit = await AuditLog.open({ path: join(storage, 'audit'), id })
+    let agent: Agent | null = null
+    const links: NodeLink[] = []
+    try {
+      const records: MuxRecord[] = []
+      for await (const record of new AuditMuxStore(audit).load()) records.push(record)
+      for (const node of config.lnd.nodes) {
+        links.push(await NodeLink.open({
+          node,
+          network: config.network,
+          allowUnsafe: config.lnd.allowUnsafe,
+          log: opts.log.child(node.name),
+          heightPollMs: opts.heightPollMs ?? 5000,
+          onHtlc: (htlc) => agent?.onHtlc(link(node.name), htlc),
+          onFinal: (circuit, settled) => agent?.onFinal(link(node.name), circuit, settled),
+          onFinalStreamOpen: () => void agent?.reconcile(link(node.name)),
+          onHeight: (height) => agent?.apply(agent.member.blockHeight(height)),
+          onEvent: (event) => agent?.onLndEvent(link(node.name), event)
+        }))
+      }
+      const link = (name: string): NodeLink => links.find((l) => l.name === name)!
+      const state = loadMemberState(storage)
+      const member = new ClusterMember({
+        self: id,
+        nodes: links.map((l) => l.pubkey),
+        mux: config.mux.identityKey === null ? null : {
+          identityKey: config.mux.identityKey,
+          policy: config.mux.routingPolicy,
+          mppTimeoutMs: config.mux.mppTimeoutMs,
+          acceptTimeoutMs: config.mux.acceptTimeoutMs,
+          autoSettle: config.mux.autoSettle
+        },
+        witness: agentRole(config) === 'witness',
+        priority: config.mux.priority,
+        timing: opts.timing ?? DEFAULT_TIMING,
+        persisted: { ...state, records },
+        now: (opts.now ?? Date.now)(),
+        random: Math.random,
+        deadlineMarginBlocks: DEFAULT_DEADLINE_MARGIN_BLOCKS
+      })
+      agent = new Agent(config, id, audit, member, opts)
+      agent.nodes.push(...links)
+      await agent.open(opts, records.length)
+      return agent
+    } catch (err) {
+      if (agent) await agent.close('start failed')
+      else {
+        for (const l of links) l.close()
+        await audit.close()
+      }
+      throw err
+    }
+  }
+
+  private async open(opts: AgentOptions, records: number): Promise<void> {
+    const time = this.clock()
+    await this.record({ type: 'agent_start', time, software: SOFTWARE, agent: Buffer.from(this.id, 'hex') })
+    await this.record(configRecord(this.config, time))
+    for (const link of this.nodes) {
+      await this.record({ type: 'lnd_connect', time, node: Buffer.from(link.pubkey, 'hex'), alias: link.alias })
+      this.log.info('lnd node ready', { node: link.name, alias: link.alias, height: link.height, virtualScid: link.virtualScid })
+    }
+    this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records })
+    this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
+    if (opts.swarm !== false) await this.joinSwarm(opts.swarm?.host)
+    for (const link of this.nodes) link.start()
+    const tick = setInterval(() => this.apply(this.member.tick(this.clock())), opts.tickMs ?? 50)
+    this.timers.push(tick)
+    this.api = await ApiServer.start({ api: this.invoices, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api') })
+    this.log.info('api listening', { address: this.api.address })
+  }
+
+  private async joinSwarm(host: string | undefined): Promise<void> {
+    const { cluster } = this.config
+    const swarm = await ClusterSwarm.open({
+      secret: cluster.secret,
+      storage: this.config.storage.path,
+      hello: await this.localHello(),
+      bootstrap: cluster.bootstrap.length > 0 ? cluster.bootstrap : undefined,
+      ...(host === undefined ? {} : { host }),
+      ...(cluster.members.length > 0 ? { members: cluster.members.map((m) => Buffer.from(m, 'hex')) } : {}),
+      proofTimeoutMs: cluster.proofTimeoutMs
+    })
+    this.swarm = swarm
+    swarm.on('connection', (socket, peer) => {
+      this.audit.replicate(socket)
+      this.log.info('peer connected', { peer })
+      void this.record({ type: 'peer_connect', time: this.clock(), peer: Buffer.from(peer, 'hex'), address: '' })
+    })
+    swarm.on('peer', (status) => {
+      if (status.hello === null) return
+      void this.audit.openReplica(status.hello.auditCore).catch((err: Error) => this.log.warn('cannot replicate audit core', { peer: status.key, error: err }))
+      this.apply(this.member.connected(status.key, status.hello))
+    })
+    swarm.on('message', (envelope: Envelope, peer: string) => this.onMessage(envelope, peer))
+    swarm.on('reject', (e) => {
+      this.log.warn('peer rejected', { peer: e.peer, code: e.code, reason: e.message, suppressed: e.suppressed || undefined })
+      void this.record({ type: 'peer_reject', time: this.clock(), peer: Buffer.from(e.peer, 'hex'), address: '', reason: `${e.code}: ${e.message}` })
+    })
+    swarm.on('disconnect', (peer: string) => {
+      this.log.info('peer disconnected', { peer })
+      this.responder.end(peer)
+      void this.record({ type: 'peer_disconnect', time: this.clock(), peer: Buffer.from(peer, 'hex'), reason: '' })
+      this.apply(this.member.disconnected(peer))
+    })
+    const refresh = setInterval(() => void this.localHello().then((hello) => swarm.updateHello(hello)), HELLO_REFRESH_MS)
+    refresh.unref()
+    this.timers.push(refresh)
+    this.log.info('joined the cluster topic', { agent: this.id })
+  }
+
+  private async localHello(): Promise<LocalHello> {
+    const role = agentRole(this.config)
+    const own = await this.ownHintCandidates()
+    return {
+      role,
+      priority: this.config.mux.priority,
+      muxKey: identityPubkey(this.config.mux.identityKey),
+      nodes: this.nodes.map((n) => ({
+        pubkey: Buffer.from(n.pubkey, 'hex'),
+        alias: n.alias.slice(0, 32),
+        virtualScid: n.virtualScid,
+        inboundMsat: own.find((c) => c.pubkey === n.pubkey)?.inboundMsat ?? 0n
+      })),
+      auditCore: this.audit.key
+    }
+  }
+
+  private onMessage(envelope: Envelope, peer: string): void {
+    const message = envelope.message
+    if (AUDITED_MESSAGES.has(message.type)) void this.record({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes })
+    if (message.type === 'hello') {
+      this.apply(this.member.connected(peer, message))
+      return
+    }
+    if (message.type === 'api-forward') {
+      // Only the serving leader answers; elsewhere the caller hears not_leader from its forwarder.
+      if (this.member.isServing()) this.responder.onForward(peer, message)
+      return
+    }
+    if (message.type === 'api-reply') {
+      this.forwarder.onReply(peer, message)
+      return
+    }
+    if (message.type === 'htlc-decision') {
+      this.decisionEnvelopes.set(edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit }), envelope.bytes)
+    }
+    this.apply(this.member.receive(peer, message, this.clock()))
+  }
+
+  // --- the member's actions, in order ---
+
+  apply(actions: MemberAction[]): void {
+    if (this.closed) return
+    for (const action of actions) {
+      this.carryOut(action)
+      this.invoices.observe(action)
+    }
+  }
+
+  private carryOut(action: MemberAction): void {
+    switch (action.type) {
+      case 'send':
+        this.swarm?.send(action.to, action.message)
+        return
+      case 'broadcast':
+        this.swarm?.broadcast(action.message)
+        return
+      case 'persist-vote':
+      case 'persist-voters': {
+        const state = { term: this.member.election.term, votedFor: this.member.election.votedFor, voters: [...this.member.voterIds()] }
+        saveMemberState(this.config.storage.path, state) // synchronous: durable before the next send
+        return
+      }
+      case 'persist-record':
+        this.audit.append(toAuditRecord(action.record), { durable: true }).then(
+          () => this.apply(this.member.recordPersisted(action.record)),
+          (err: Error) => this.log.error('could not store a mux record; it does not take effect', { type: action.record.type, hash: action.record.hash, error: err })
+        )
+        return
+      case 'edge-record':
+        void this.recordDecision(action)
+        return
+      case 'resolve':
+        this.resolve(action.htlc, action.decision)
+        return
+      case 'leader':
+        if (action.leader !== this.id) this.responder.end()
+        this.log.info(action.leader === null ? 'no leader' : action.leader === this.id ? 'elected leader; gathering records' : 'following leader', { term: action.term, leader: action.leader ?? undefined })
+        void this.record(action.leader === null
+          ? { type: 'term_ended', time: this.clock(), term: action.term, reason: 'lease lost' }
+          : { type: 'leader_elected', time: this.clock(), term: action.term, leader: Buffer.from(action.leader, 'hex') })
+        return
+      case 'serving':
+        this.log.info('serving the virtual node', { term: action.term, records: action.records })
+        return
+      case 'accepted':
+        this.log.info('set accepted', { hash: action.hash, setId: action.setId, amountMsat: action.amountMsat, parts: action.parts })
+        return
+      case 'final':
+        this.log.info(`invoice ${action.status}`, { hash: action.hash, setId: action.setId })
+        return
+      case 'committed':
+        this.log.info(`${action.record.type === 'cancelled' ? 'cancel' : 'settle'} held by a majority`, { hash: action.record.hash })
+        return
+      case 'abandoned':
+        this.log.warn('leadership lost before a record reached a majority', { type: action.record.type, hash: action.record.hash })
+        return
+      case 'reject':
+        this.log.warn('refused', { from: action.from, reason: action.reason, detail: action.detail })
+        return
+    }
+  }
+
+  /** Write-ahead for the edge: the decision (and the leader's signed envelope) is durable first. */
+  private async recordDecision(action: Extract<MemberAction, { type: 'edge-record' }>): Promise<void> {
+    const htlc = this.member.edge.htlc(action.id)
+    if (!htlc) return
+    const envelope = this.decisionEnvelopes.get(action.id)
+    this.decisionEnvelopes.delete(action.id)
+    try {
+      if (envelope) await this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(action.from, 'hex'), envelope }, { durable: false })
+      await this.audit.append({
+        type: 'htlc_decided',
+        time: this.clock(),
+        node: Buffer.from(htlc.node, 'hex'),
+        chanId: htlc.circuit.chanId,
+        htlcId: htlc.circuit.htlcId,
+        hash: htlc.paymentHash,
+        term: action.term,
+        action: action.decision.action,
+        reason: action.from === this.id ? '' : `from ${action.from}`
+      }, { durable: true })
+    } catch (err) {
+      this.log.error('could not record a decision; it is not applied', { htlc: action.id, error: err as Error })
+      return
+    }
+    this.apply(this.member.edgeRecorded(action.id))
+  }
+
+  private resolve(htlc: EdgeHtlc, decision: Extract<MemberAction, { type: 'resolve' }>['decision']): void {
+    const link = this.nodes.find((n) => n.pubkey === htlc.node)
+    if (!link) return
+    try {
+      const result = link.resolve(htlc.circuit, decision)
+      this.log.info(`htlc ${decision.action}`, { node: link.name, chan: htlc.circuit.chanId, htlc: htlc.circuit.htlcId, result })
+    } catch (err) {
+      this.log.error('lnd would refuse this resolution; not sent', { node: link.name, chan: htlc.circuit.chanId, htlc: htlc.circuit.htlcId, error: err as Error })
+    }
+  }
+
+  // --- LND events ---
+
+  private onHtlc(link: NodeLink, htlc: InterceptedHtlc): void {
+    this.log.info('htlc intercepted', { node: link.name, chan: htlc.circuit.chanId, htlc: htlc.circuit.htlcId, hash: htlc.paymentHash, amountMsat: htlc.outgoingAmountMsat })
+    void this.record({
+      type: 'htlc_intercepted',
+      time: this.clock(),
+      node: Buffer.from(link.pubkey, 'hex'),
+      chanId: htlc.circuit.chanId,
+      htlcId: htlc.circuit.htlcId,
+      hash: htlc.paymentHash,
+      amountMsat: htlc.outgoingAmountMsat,
+      expiry: htlc.outgoingExpiry
+    })
+    this.apply(this.member.htlc({ ...htlc, node: link.pubkey }))
+  }
+
+  private onFinal(link: NodeLink, circuit: CircuitKey, settled: boolean): void {
+    const htlc = this.member.edge.htlc(edgeHtlcId({ node: link.pubkey, circuit }))
+    if (htlc) {
+      this.log.info(`htlc final: ${settled ? 'settled' : 'failed'}`, { node: link.name, chan: circuit.chanId, htlc: circuit.htlcId })
+      void this.record({
+        type: 'htlc_resolved',
+        time: this.clock(),
+        node: Buffer.from(link.pubkey, 'hex'),
+        chanId: circuit.chanId,
+        htlcId: circuit.htlcId,
+        hash: htlc.paymentHash,
+        outcome: settled ? 'settled' : 'failed',
+        reason: ''
+      })
+    }
+    this.apply(this.member.htlcFinal({ node: link.pubkey, circuit }, settled))
+  }
+
+  /** After a restart or a reconnect of the final-resolution stream: ask lnd what we may have missed. */
+  private async reconcile(link: NodeLink): Promise<void> {
+    for (const circuit of this.member.virtualNode?.pendingResolutions() ?? []) {
+      if (hex(circuit.node) !== link.pubkey) continue
+      try {
+        const resolution = await link.lookupResolution(circuit)
+        if (resolution) this.onFinal(link, circuit, resolution.settled)
+      } catch (err) {
+        this.log.warn('htlc resolution lookup failed', { node: link.name, chan: circuit.chanId, htlc: circuit.htlcId, error: err as Error })
+      }
+    }
+  }
+
+  private onLndEvent(link: NodeLink, event: LndEvent): void {
+    if (this.closed) return
+    if (event.type === 'stream_open') this.log.info('lnd stream open', { node: link.name, stream: event.stream, attempt: event.attempt })
+    else if (event.type === 'stream_closed') {
+      this.log.warn('lnd stream closed', { node: link.name, stream: event.stream, error: event.error ?? undefined })
+      void this.record({ type: 'lnd_disconnect', time: this.clock(), node: Buffer.from(link.pubkey, 'hex'), reason: `${event.stream}: ${event.error ?? 'closed'}` })
+    } else if (event.type !== 'stream_retry') this.log.debug(event.type, { node: link.name })
+  }
+
+  // --- the cluster's nodes, for route hints and GetInfo ---
+
+  /** Own nodes that answer, with their inbound capacity; a node that is down carries no hint. */
+  private async ownHintCandidates(): Promise<HintCandidate[]> {
+    const answers = await Promise.allSettled(this.nodes.map(async (n) => ({ pubkey: n.pubkey, inboundMsat: await n.inboundMsat() })))
+    const candidates: HintCandidate[] = []
+    answers.forEach((answer, i) => {
+      if (answer.status === 'fulfilled') candidates.push(answer.value)
+      else this.log.warn('inbound capacity unknown: no route hint through this node', { node: this.nodes[i]!.name, error: answer.reason as Error })
+    })
+    return candidates
+  }
+
+  /** Own nodes, live, and the connected peers' nodes as their hellos announce them. */
+  async hintCandidates(): Promise<HintCandidate[]> {
+    const candidates = await this.ownHintCandidates()
+    for (const status of this.swarm?.peers.list() ?? []) {
+      for (const node of status.hello?.nodes ?? []) candidates.push({ pubkey: hex(node.pubkey), inboundMsat: node.inboundMsat })
+    }
+    return candidates
+  }
+
+  muxPubkey(): Uint8Array | null {
+    const own = identityPubkey(this.config.mux.identityKey)
+    if (own !== null) return own
+    return this.swarm?.peers.list().find((p) => p.hello?.muxKey)?.hello?.muxKey ?? null
+  }
+
+  private record(record: AuditRecord): Promise<void> {
+    return this.audit.append(record, { durable: false }).catch((err: Error) => this.log.error('audit append failed', { type: record.type, error: err }))
+  }
+
+  async close(reason = 'stopped'): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const timer of this.timers) clearInterval(timer)
+    this.invoices.close()
+    await this.api?.close()
+    for (const link of this.nodes) link.close()
+    await this.swarm?.close()
+    await this.audit.append({ type: 'agent_stop', time: this.clock(), reason }).catch(() => {})
+    await this.audit.close()
+  }
+}

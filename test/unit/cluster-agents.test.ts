@@ -1,0 +1,170 @@
+// Two operators and a witness as real agents: Hyperswarm on a local DHT testnet (127.0.0.1), the
+// LND simulator over gRPC, the lnmux API. Each operator holds only its own node's credentials.
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import * as grpc from '@grpc/grpc-js'
+import createTestnet from 'hyperdht/testnet.js'
+import { Agent } from '../../src/agent/runtime.ts'
+import { LnmuxService } from '../../src/api/proto.ts'
+import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
+import type { HighwireConfig } from '../../src/config/schema.ts'
+import { createLogger } from '../../src/log.ts'
+import { SimNetwork, type SimNode } from '../../src/sim/network.ts'
+import { SimLndServer } from '../../src/sim/server.ts'
+import { payInvoice } from '../../src/sim/payer.ts'
+import type { MemberTiming } from '../../src/cluster/member.ts'
+
+const SAT = 1000n
+const TIMING: MemberTiming = { leaseMs: 1500, heartbeatMs: 300, clockDriftMs: 150, electionTimeoutMs: [1500, 2200], gatherTimeoutMs: 1000 }
+const log = createLogger({ level: process.env.HIGHWIRE_TEST_LOG === '1' ? 'debug' : 'error' })
+
+interface Fixture {
+  network: SimNetwork
+  carol: SimNode
+  servers: Map<string, SimLndServer>
+  start: (name: 'A' | 'B' | 'W') => Promise<Agent>
+  agents: Map<string, Agent>
+}
+
+async function fixture(t: TestContext): Promise<Fixture> {
+  const testnet = await createTestnet(3, { host: '127.0.0.1' })
+  const network = new SimNetwork({ clock: Date.now, random: (n) => randomBytes(n) })
+  const [carol, alice, bob] = ['carol', 'alice', 'bob'].map((name) => network.addNode({ name, secretKey: randomBytes(32), requireInterceptor: name !== 'carol' }))
+  network.openChannel(carol!, alice!, { capacityMsat: 1_000_000n * SAT })
+  network.openChannel(carol!, bob!, { capacityMsat: 1_000_000n * SAT })
+  const servers = new Map([['alice', await SimLndServer.start(alice!)], ['bob', await SimLndServer.start(bob!)]])
+  const secret = Buffer.from(newClusterSecret(), 'hex')
+  const identityKey = newIdentityKey()
+  const dirs: string[] = []
+  const agents = new Map<string, Agent>()
+  const storage = new Map<string, string>()
+  const start = async (name: 'A' | 'B' | 'W'): Promise<Agent> => {
+    if (!storage.has(name)) {
+      const dir = await mkdtemp(join(tmpdir(), `highwire-cluster-${name}-`))
+      dirs.push(dir)
+      storage.set(name, dir)
+    }
+    const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
+    const config: HighwireConfig = {
+      network: 'regtest',
+      cluster: { secret, members: [], bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
+      mux: {
+        identityKey: node === null ? null : identityKey,
+        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
+        maxRouteHints: 3,
+        minFinalCltvExpiry: 18,
+        mppTimeoutMs: 60_000,
+        acceptTimeoutMs: 600_000,
+        autoSettle: false,
+        priority: 0
+      },
+      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection], allowUnsafe: false },
+      storage: { path: storage.get(name)! },
+      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
+      log: { level: 'error' }
+    }
+    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: TIMING })
+    agents.set(name, agent)
+    return agent
+  }
+  t.after(async () => {
+    for (const agent of agents.values()) await agent.close()
+    for (const server of servers.values()) await server.close()
+    await testnet.destroy()
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true })
+  })
+  return { network, carol: carol!, servers, start, agents }
+}
+
+async function until(check: () => boolean, limitMs = 15_000): Promise<number> {
+  const started = Date.now()
+  while (!check()) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out after ${limitMs} ms waiting for ${check.toString().slice(0, 120)}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return Date.now() - started
+}
+
+function client(t: TestContext, agent: Agent): grpc.Client & Record<string, any> {
+  const { host, port } = agent.api!.address
+  const c = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>
+  t.after(() => c.close())
+  return c
+}
+
+function call(c: Record<string, any>, method: string, request: object): Promise<any> {
+  return new Promise((resolve, reject) => c[method](request, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))))
+}
+
+function acceptedOn(c: Record<string, any>): { next: () => Promise<{ hash: Buffer; set_id: Buffer }>; cancel: () => void } {
+  const queue: { hash: Buffer; set_id: Buffer }[] = []
+  const waiting: ((v: { hash: Buffer; set_id: Buffer }) => void)[] = []
+  const stream = c.SubscribeInvoiceAccepted({})
+  stream.on('data', (d: { hash: Buffer; set_id: Buffer }) => (waiting.length > 0 ? waiting.shift()!(d) : queue.push(d)))
+  stream.on('error', () => {})
+  return {
+    next: () => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((r) => waiting.push(r))),
+    cancel: () => stream.cancel()
+  }
+}
+
+const serving = (f: Fixture): Agent | undefined => [...f.agents.values()].find((a) => a.member.isServing())
+
+test('two operators receive one multi-part payment through both nodes; a follower\'s API forwards to the leader', async (t) => {
+  const f = await fixture(t)
+  await Promise.all([f.start('A'), f.start('B'), f.start('W')])
+  await until(() => serving(f) !== undefined)
+  const leader = serving(f)!
+  const follower = [f.agents.get('A')!, f.agents.get('B')!].find((a) => a !== leader)!
+  const app = client(t, follower)
+  await until(() => follower.member.leader === leader.id)
+  await until(() => [...f.agents.values()].every((a) => a.swarm!.peers.list().length === 2))
+
+  const invoice = await call(app, 'AddInvoice', { amt_msat: String(1_500_000n * SAT), description: 'two operators', expiry_secs: 600 })
+  const accepted = acceptedOn(app)
+  t.after(() => accepted.cancel())
+  const payment = payInvoice(f.carol, invoice.payment_request, { parts: [{ amountMsat: 800_000n * SAT, hint: 0 }, { amountMsat: 700_000n * SAT, hint: 1 }] })
+  const set = await accepted.next()
+  assert.deepEqual(set.hash, invoice.hash)
+  await call(app, 'SettleInvoice', { hash: set.hash, set_id: set.set_id })
+  const result = await payment
+  assert.deepEqual(result.parts.map((p) => p.status), ['settled', 'settled'])
+  assert.deepEqual(Buffer.from(result.preimage!), invoice.preimage)
+  const final = await call(app, 'WaitForInvoiceFinalStatus', { hash: invoice.hash })
+  assert.equal(final.invoice_status, 'SETTLED')
+})
+
+test('the leader dies with an accepted set: a new leader serves within 5 s and settles it after the node comes back', async (t) => {
+  const f = await fixture(t)
+  await Promise.all([f.start('A'), f.start('B'), f.start('W')])
+  await until(() => serving(f) !== undefined)
+  await until(() => [...f.agents.values()].every((a) => a.swarm!.peers.list().length === 2))
+  const leader = serving(f)!
+  const leaderName = [...f.agents].find(([, a]) => a === leader)![0] as 'A' | 'B'
+  const survivor = f.agents.get(leaderName === 'A' ? 'B' : 'A')!
+  const app = client(t, survivor)
+  const invoice = await call(app, 'AddInvoice', { amt_msat: String(1_200_000n * SAT), description: 'fail-over', expiry_secs: 600 })
+  const accepted = acceptedOn(app)
+  t.after(() => accepted.cancel())
+  const payment = payInvoice(f.carol, invoice.payment_request, { parts: [{ amountMsat: 600_000n * SAT, hint: 0 }, { amountMsat: 600_000n * SAT, hint: 1 }] })
+  await accepted.next()
+
+  await leader.close('killed by the test')
+  f.agents.delete(leaderName)
+  const failover = await until(() => survivor.member.isServing(), 10_000)
+  t.diagnostic(`fail-over: ${failover} ms`)
+  assert.ok(failover <= 5000, `fail-over took ${failover} ms`)
+
+  // The dead operator's node keeps its part held; its agent restarts and lnd re-offers it.
+  await f.start(leaderName)
+  const again = await accepted.next()
+  assert.deepEqual(again.hash, invoice.hash)
+  await call(app, 'SettleInvoice', { hash: again.hash, set_id: again.set_id })
+  const result = await payment
+  assert.deepEqual(result.parts.map((p) => p.status), ['settled', 'settled'])
+  assert.deepEqual(Buffer.from(result.preimage!), invoice.preimage)
+})
