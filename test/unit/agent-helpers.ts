@@ -231,6 +231,9 @@ export class LogCapture {
   readonly logger: Logger = createLogger({ level: 'info', write: (line) => this.onLine(line) })
   private readonly waiters = new Set<{ pattern: RegExp; resolve: (line: string) => void }>()
 
+  /** `echo` also gets every line (to follow a long test as it runs). */
+  constructor(private readonly echo?: (line: string) => void) {}
+
   /** The first line matching `pattern` at index `from` or later (default: any). */
   waitFor(pattern: RegExp, from = 0, timeoutMs = 5000): Promise<string> {
     const found = this.lines.slice(from).find((line) => pattern.test(line))
@@ -253,6 +256,7 @@ export class LogCapture {
 
   private onLine(line: string): void {
     this.lines.push(line)
+    this.echo?.(line)
     for (const waiter of this.waiters) {
       if (waiter.pattern.test(line)) {
         this.waiters.delete(waiter)
