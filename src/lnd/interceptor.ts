@@ -27,8 +27,24 @@ export interface InterceptorOptions {
 
 export type ResolveResult = 'sent' | 'deferred' | 'duplicate' | 'withheld'
 
+// protobufjs decodes a map<uint64, _> key into an 8-character "long hash" string (the
+// little-endian bytes as char codes: decoder.js `util.longToHash(k)`), not a decimal string as
+// longs: String suggests — real lnd sends in_wire_custom_records {106823: …} (the experimental
+// endorsement signal) and it arrives as "G\xa1\x01\0\0\0\0\0". Encoding, protobufjs takes
+// decimal strings.
+export function mapKeyU64 (key: string, node: string, field: string): bigint {
+  if (key.length !== 8) return parseU64(key, node, field)
+  let n = 0n
+  for (let i = 7; i >= 0; i--) {
+    const byte = key.charCodeAt(i)
+    if (byte > 0xff) throw new LndError('bad_response', node, `${field} key is not a uint64`)
+    n = (n << 8n) | BigInt(byte)
+  }
+  return n
+}
+
 function records (raw: Record<string, Buffer>, node: string, field: string): Map<bigint, Buffer> {
-  return new Map(Object.entries(raw).map(([k, v]) => [parseU64(k, node, field), v]))
+  return new Map(Object.entries(raw).map(([k, v]) => [mapKeyU64(k, node, field), v]))
 }
 
 export function parseInterceptRequest (raw: RawInterceptRequest, node: string): InterceptedHtlc {

@@ -8,12 +8,13 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { readEnv } from '../../scripts/regtest/network.ts'
-import { LndClient, type LndConnection, type Payment } from '../../src/lnd/client.ts'
+import { LndClient, type LndConnection, type Payment, type RawInterceptRequest } from '../../src/lnd/client.ts'
 import { runStartupChecks } from '../../src/lnd/checks.ts'
 import { HtlcInterceptor, type InterceptorEvent } from '../../src/lnd/interceptor.ts'
 import type { InterceptedHtlc } from '../../src/lnd/circuits.ts'
 import { LndError } from '../../src/lnd/errors.ts'
 import { encodeInvoice } from '../../src/ln/bolt11.ts'
+import { formatScid } from '../../src/ln/scid.ts'
 import { secp256k1 } from '../../src/ln/secp256k1.ts'
 
 const env = readEnv()
@@ -58,34 +59,57 @@ function virtualInvoice (alicePubkey: string, virtualScid: bigint) {
 interface Watched {
   interceptor: HtlcInterceptor
   events: InterceptorEvent[]
-  nextHtlc: () => Promise<InterceptedHtlc>
-  opened: (n: number) => Promise<void>
+  expect: (paymentHash: Buffer) => void
+  nextHtlc: (paymentHash: Buffer) => Promise<InterceptedHtlc>
+  settled: () => Promise<void>
 }
 
-// An interceptor on `lnd` whose offers are queued for the test.
+const TEMPORARY_FAILURE = { action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' } as const
+
+// An interceptor on `lnd` whose offers of expected payment hashes are queued for the test. Any
+// other HTLC for the virtual channel is failed at once: lnd replays HTLCs left held by an
+// interrupted earlier run (or by another suite sharing the network) on every connect.
 function intercept (t: TestContext, lnd: LndClient): Watched {
   const queue: InterceptedHtlc[] = []
-  const events: InterceptorEvent[] = []
-  const interceptor = new HtlcInterceptor({ client: lnd, onHtlc: h => queue.push(h), onEvent: e => events.push(e) })
-  t.after(() => interceptor.stop())
+  const expected = new Set<string>()
+  const events: Array<InterceptorEvent & { at?: number }> = []
+  const interceptor: HtlcInterceptor = new HtlcInterceptor({
+    client: lnd,
+    onHtlc: h => {
+      if (expected.has(h.paymentHash.toString('hex'))) queue.push(h)
+      else interceptor.resolve(h.circuit, TEMPORARY_FAILURE)
+    },
+    onEvent: e => events.push({ ...e, at: Date.now() })
+  })
+  t.after(() => {
+    for (const h of queue) interceptor.resolve(h.circuit, TEMPORARY_FAILURE)
+    interceptor.stop()
+  })
   const until = async <T>(what: string, f: () => T | undefined, ms = 30_000): Promise<T> => {
     const end = Date.now() + ms
     for (;;) {
       const v = f()
       if (v !== undefined) return v
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(events)}`)
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(events.slice(-12))}`)
       await sleep(50)
     }
   }
   return {
     interceptor,
     events,
-    nextHtlc: () => until('an intercepted HTLC', () => queue.shift()),
-    // lnd sends no headers on this stream until it has something to offer, so "registered" is
-    // only observable by waiting: a second after the open is ample on a local node.
-    opened: async (n) => {
-      await until(`stream open #${n}`, () => events.filter(e => e.type === 'stream_open').length >= n ? true : undefined)
-      await sleep(1000)
+    expect: (paymentHash) => { expected.add(paymentHash.toString('hex')) },
+    nextHtlc: (paymentHash) => until('an intercepted HTLC', () => {
+      const i = queue.findIndex(h => h.paymentHash.equals(paymentHash))
+      return i === -1 ? undefined : queue.splice(i, 1)[0]
+    }),
+    // lnd sends no headers on this stream until it has something to offer, and refuses a second
+    // interceptor (another suite may hold Alice's): wait until the latest stream has stayed
+    // open for a second, which on a local node means lnd registered it.
+    settled: async () => {
+      await until('a registered interceptor stream', () => {
+        const last = events.filter(e => e.type === 'stream_open' || e.type === 'stream_closed').at(-1)
+        return last?.type === 'stream_open' && Date.now() - (last.at ?? 0) >= 1000 ? true : undefined
+      }, 60_000)
     }
   }
 }
@@ -110,12 +134,14 @@ test('an HTLC for the virtual channel reaches the interceptor as expected and is
   const carol = client(t, 'carol')
   const w = intercept(t, alice)
   w.interceptor.start()
-  await w.opened(1)
+  await w.settled()
   const { invoice, paymentHash, payee } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
+  w.expect(paymentHash)
   const height = (await alice.getInfo()).blockHeight
 
-  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30 })
-  const htlc = await w.nextHtlc()
+  // One part: after a temporary failure with basic_mpp, lnd would otherwise retry in splits.
+  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30, maxParts: 1 })
+  const htlc = await w.nextHtlc(paymentHash)
   const carolAlice = env.channels.find(c => c.from === 'carol' && c.to === 'alice')
   assert.equal(htlc.circuit.chanId, BigInt(carolAlice!.chanId))
   assert.deepEqual(htlc.paymentHash, paymentHash)
@@ -129,7 +155,7 @@ test('an HTLC for the virtual channel reaches the interceptor as expected and is
   assert.equal(htlc.onionBlob.length, 1366)
   t.diagnostic(`height ${height}, outgoing_expiry ${htlc.outgoingExpiry}, incoming_expiry ${htlc.incomingExpiry}, auto_fail_height ${htlc.autoFailHeight}, payee ${payee}`)
 
-  assert.equal(w.interceptor.resolve(htlc.circuit, { action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }), 'sent')
+  assert.equal(w.interceptor.resolve(htlc.circuit, TEMPORARY_FAILURE), 'sent')
   const payment: Payment = await paying
   assert.equal(payment.status, 'FAILED')
   const attempt = payment.attempts[0]!
@@ -148,10 +174,11 @@ test('a settled HTLC pays Carol\'s invoice and lnd reports its final resolution'
   t.after(() => sub.stop())
   const w = intercept(t, alice)
   w.interceptor.start()
-  await w.opened(1)
-  const { invoice, preimage } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
-  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30 })
-  const htlc = await w.nextHtlc()
+  await w.settled()
+  const { invoice, preimage, paymentHash } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
+  w.expect(paymentHash)
+  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30, maxParts: 1 })
+  const htlc = await w.nextHtlc(paymentHash)
   assert.equal(w.interceptor.resolve(htlc.circuit, { action: 'settle', preimage }), 'sent')
   const payment = await paying
   assert.equal(payment.status, 'SUCCEEDED')
@@ -167,13 +194,14 @@ test('a held HTLC survives an interceptor disconnect and is re-offered on reconn
   const carol = client(t, 'carol')
   const w = intercept(t, alice)
   w.interceptor.start()
-  await w.opened(1)
-  const { invoice } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
-  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30 })
-  const htlc = await w.nextHtlc()
+  await w.settled()
+  const { invoice, paymentHash } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
+  w.expect(paymentHash)
+  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30, maxParts: 1 })
+  const htlc = await w.nextHtlc(paymentHash)
   w.interceptor.stop()
   // Decided while no stream is open: held by the tracker until lnd offers the HTLC again.
-  assert.equal(w.interceptor.resolve(htlc.circuit, { action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }), 'deferred')
+  assert.equal(w.interceptor.resolve(htlc.circuit, TEMPORARY_FAILURE), 'deferred')
   await sleep(2000) // lnd (--requireinterceptor) keeps holding it meanwhile
   w.interceptor.start()
   const payment = await paying
@@ -189,26 +217,33 @@ test('lnd ends the interceptor stream on a second resolution and refuses a secon
   const alice = client(t, 'alice')
   const carol = client(t, 'carol')
   const first = alice.openHtlcInterceptor()
-  const offers: Array<{ incoming_circuit_key: { chan_id: string, htlc_id: string } }> = []
+  const ours: RawInterceptRequest[] = []
   const ended = new Promise<Error & { code?: number, details?: string }>(resolve => { first.on('error', resolve) })
-  first.on('data', m => offers.push(m))
+  const virtualScid = new HtlcInterceptor({ client: alice, onHtlc: () => {} }).virtualScid
+  const { invoice, paymentHash } = virtualInvoice(alice.pubkey, virtualScid)
+  first.on('data', (m: RawInterceptRequest) => {
+    if (m.payment_hash.equals(paymentHash)) ours.push(m)
+    else if (BigInt(m.outgoing_requested_chan_id) === virtualScid) first.write({ incoming_circuit_key: m.incoming_circuit_key!, action: 'FAIL', failure_code: 'TEMPORARY_CHANNEL_FAILURE' })
+    else first.write({ incoming_circuit_key: m.incoming_circuit_key!, action: 'RESUME' })
+  })
   t.after(() => first.cancel())
   await sleep(1000)
 
   const second = alice.openHtlcInterceptor()
   const refused = await new Promise<Error & { code?: number, details?: string }>(resolve => { second.on('error', resolve); second.on('data', () => {}) })
   t.diagnostic(`second interceptor: code ${refused.code} details ${JSON.stringify(refused.details)}`)
-  assert.match(refused.details ?? '', /interceptor already exists/)
+  assert.equal(refused.code, 2) // UNKNOWN: lnd returns a plain Go error
+  assert.equal(refused.details, 'interceptor already exists')
 
-  const virtualScid = new HtlcInterceptor({ client: alice, onHtlc: () => {} }).virtualScid
-  const { invoice } = virtualInvoice(alice.pubkey, virtualScid)
-  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30 })
-  for (let i = 0; i < 300 && offers.length === 0; i++) await sleep(100)
-  const key = offers[0]!.incoming_circuit_key
+  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30, maxParts: 1 })
+  for (let i = 0; i < 300 && ours.length === 0; i++) await sleep(100)
+  const key = ours[0]!.incoming_circuit_key!
   first.write({ incoming_circuit_key: key, action: 'FAIL', failure_code: 'TEMPORARY_CHANNEL_FAILURE' })
   first.write({ incoming_circuit_key: key, action: 'FAIL', failure_code: 'TEMPORARY_CHANNEL_FAILURE' })
   const err = await ended
   t.diagnostic(`second resolution: code ${err.code} details ${JSON.stringify(err.details)}`)
-  assert.match(err.details ?? '', /forward does not exist/)
+  assert.equal(err.code, 2)
+  // models.CircuitKey.String with lnwire.ShortChannelID.String ("block:tx:output").
+  assert.equal(err.details, `forward does not exist: (Chan ID=${formatScid(BigInt(key.chan_id)).replaceAll('x', ':')}, HTLC ID=${key.htlc_id})`)
   assert.equal((await paying).status, 'FAILED')
 })

@@ -7,6 +7,7 @@ import type { LndClient, RawInterceptRequest, RawInterceptResponse } from '../..
 import type { InterceptedHtlc } from '../../src/lnd/circuits.ts'
 import { LndError } from '../../src/lnd/errors.ts'
 import { virtualScid } from '../../src/ln/scid.ts'
+import { Router } from '../../src/lnd/proto.ts'
 import { ManualClock } from './lnd-fakes.ts'
 
 const PUBKEY = '03' + 'ab'.repeat(24) + '8000000000000001'
@@ -14,9 +15,11 @@ const VSCID = virtualScid(Buffer.from(PUBKEY, 'hex'))
 const PREIMAGE = Buffer.alloc(32, 3)
 const HASH = createHash('sha256').update(PREIMAGE).digest()
 
-// lnd's offer as proto-loader delivers it (keepCase, longs as strings, bytes as Buffer, defaults).
+const wire = Router.service.HtlcInterceptor!
+
+// lnd's offer as proto-loader delivers it: encoded as lnd would, decoded by our loader.
 function offer (htlcId: number, over: Partial<RawInterceptRequest> = {}): RawInterceptRequest {
-  return {
+  const decoded = wire.responseDeserialize(wire.responseSerialize({
     incoming_circuit_key: { chan_id: '123456789', htlc_id: String(htlcId) },
     incoming_amount_msat: '1001000',
     incoming_expiry: 300,
@@ -27,10 +30,10 @@ function offer (htlcId: number, over: Partial<RawInterceptRequest> = {}): RawInt
     custom_records: { 65537: Buffer.from('hi') },
     onion_blob: Buffer.alloc(1366),
     auto_fail_height: 281,
-    in_wire_custom_records: {},
-    outgoing_requested_node_id: Buffer.alloc(0),
-    ...over
-  }
+    in_wire_custom_records: { 106823: Buffer.from([1]) }, // lnd's experimental endorsement signal
+    outgoing_requested_node_id: Buffer.alloc(0)
+  })) as RawInterceptRequest
+  return { ...decoded, ...over }
 }
 
 class FakeDuplex extends EventEmitter {
@@ -65,11 +68,28 @@ test('offers are parsed into typed HTLCs; on-chain is told by auto_fail_height',
   assert.equal(h.outgoingRequestedChanId, VSCID)
   assert.equal(h.incomingAmountMsat, 1001000n)
   assert.deepEqual([...h.customRecords], [[65537n, Buffer.from('hi')]])
+  assert.deepEqual([...h.inWireCustomRecords], [[106823n, Buffer.from([1])]])
+  assert.equal(h.paymentHash.length, 32)
   assert.equal(h.onChain, false)
   assert.equal(parseInterceptRequest(offer(7, { auto_fail_height: 300 }), 'alice').onChain, true)
   assert.throws(() => parseInterceptRequest(offer(7, { incoming_circuit_key: null }), 'alice'), LndError)
   assert.throws(() => parseInterceptRequest(offer(7, { outgoing_requested_chan_id: '-1' }), 'alice'), LndError)
   assert.throws(() => parseInterceptRequest(offer(7, { payment_hash: Buffer.alloc(31) }), 'alice'), LndError)
+})
+
+test('responses survive the wire as lnd reads them', () => {
+  const responses: RawInterceptResponse[] = [
+    { incoming_circuit_key: { chan_id: '18446744073709551615', htlc_id: '1' }, action: 'SETTLE', preimage: PREIMAGE },
+    { incoming_circuit_key: { chan_id: '1', htlc_id: '2' }, action: 'FAIL', failure_code: 'INVALID_ONION_KEY' },
+    { incoming_circuit_key: { chan_id: '1', htlc_id: '3' }, action: 'FAIL', failure_message: Buffer.alloc(292, 9) },
+    { incoming_circuit_key: { chan_id: '1', htlc_id: '4' }, action: 'RESUME' }
+  ]
+  for (const r of responses) {
+    const back = wire.requestDeserialize(wire.requestSerialize(r)) as Record<string, unknown>
+    for (const [k, v] of Object.entries(r)) assert.deepEqual(back[k], v)
+  }
+  // A FAIL by message leaves failure_code at 0 (RESERVED), as lnd requires.
+  assert.equal((wire.requestDeserialize(wire.requestSerialize(responses[2]!)) as { failure_code: string }).failure_code, 'RESERVED')
 })
 
 test('foreign HTLCs are resumed on the stream, ours reach the handler', () => {
