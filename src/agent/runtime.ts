@@ -155,6 +155,7 @@ export class Agent {
     this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records })
     this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
     if (opts.swarm !== false) await this.joinSwarm(opts.swarm?.host)
+    else this.apply(this.member.standAlone())
     for (const link of this.nodes) link.start()
     const tick = setInterval(() => this.apply(this.member.tick(this.clock())), opts.tickMs ?? 50)
     this.timers.push(tick)

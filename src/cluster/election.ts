@@ -89,6 +89,12 @@ export class Election {
     this.view = view
   }
 
+  /** Skips the randomised wait: an agent that knows it is alone (no cluster) stands at once. */
+  standNow(now: number, random: () => number): ElectionAction[] {
+    this.electionDeadline = now
+    return this.tick(now, random)
+  }
+
   /** True while we lead and a majority acknowledged our lease within `leaseMs`. */
   isLeaseHeld(now: number): boolean {
     return this.role === 'leader' && this.liveAcks(now) >= majority(this.voters.size)

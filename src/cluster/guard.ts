@@ -52,8 +52,18 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
 export class BanList {
   private readonly until = new Map<string, number>()
 
-  ban(key: string, until: number): void {
-    this.until.set(key, Math.max(until, this.until.get(key) ?? 0))
+  /** At most `capacity` keys are banned at once, so a flood of fresh keys cannot grow the list. */
+  constructor(readonly capacity = 10_000) {}
+
+  /** Bans `key` until `until`; returns the key whose ban was dropped to make room, if any. */
+  ban(key: string, until: number): string | null {
+    const previous = this.until.get(key)
+    this.until.delete(key)
+    this.until.set(key, Math.max(until, previous ?? 0))
+    if (this.until.size <= this.capacity) return null
+    const oldest = this.until.keys().next().value as string
+    this.until.delete(oldest)
+    return oldest
   }
 
   isBanned(key: string, now: number): boolean {

@@ -269,6 +269,11 @@ export class ClusterMember {
     return actions
   }
 
+  /** An agent running without a cluster: elect itself now rather than after the election timeout. */
+  standAlone(): MemberAction[] {
+    return this.fromElection(this.election.standNow(this.now, this.opts.random))
+  }
+
   /** An HTLC one of this agent's own nodes intercepted for its virtual scid. */
   htlc(htlc: EdgeHtlc): MemberAction[] {
     return this.fromEdge(this.edge.offer(htlc, this.height))

@@ -245,10 +245,21 @@ export class ClusterSwarm extends EventEmitter {
       this.emit('connection', socket, conn.peer)
     },
     helloReceived: (status) => this.emit('peer', status),
-    message: (envelope, peer) => this.emit('message', envelope, peer),
+    message: (envelope, peer) => {
+      // A listener's bug must not become the peer's fault, nor escape into protomux.
+      try {
+        this.emit('message', envelope, peer)
+      } catch (err) {
+        process.emitWarning(`highwire: a cluster message handler failed: ${(err as Error).stack ?? String(err)}`)
+      }
+    },
     reject: (peer, err, socket) => {
       // Disconnect and ban a misbehaving peer, and say why (rate-limited).
-      if (!UNBANNED.has(err.code)) this.bans.ban(peer, this.now() + this.options.banMs)
+      if (!UNBANNED.has(err.code)) {
+        // Strangers can make a fresh key per attempt: the list is capped, the oldest ban goes first.
+        const evicted = this.bans.ban(peer, this.now() + this.options.banMs)
+        if (evicted !== null) this.swarm.peers.get(evicted)?.ban(false)
+      }
       socket.destroy()
       this.report(peer, err)
     },
@@ -332,7 +343,11 @@ class Connection {
       protocol: CHANNEL_PROTOCOL,
       handshake: c.raw,
       onopen: (proof) => conn.onProof(proof),
-      onclose: () => socket.destroy()
+      onclose: () => {
+        // A peer that closes the channel before proving the secret is reported like a bad proof.
+        if (!conn.authenticated) conn.fail(new PeerError('bad_proof', 'cluster channel closed before a proof'))
+        socket.destroy()
+      }
     })
     // null: the stream is already closing.
     if (channel === null) return void socket.destroy()

@@ -230,6 +230,12 @@ test('token bucket, ban list and report limiter follow the injected clock', () =
   assert.ok(bans.isBanned('a', 999))
   assert.deepEqual(bans.expire(999), [])
   assert.ok(!bans.isBanned('a', 1000))
+  // Capped: a flood of fresh keys evicts the oldest bans instead of growing the list.
+  const capped = new BanList(2)
+  assert.equal(capped.ban('k1', 50), null)
+  assert.equal(capped.ban('k2', 50), null)
+  assert.equal(capped.ban('k3', 50), 'k1')
+  assert.ok(!capped.isBanned('k1', 0) && capped.isBanned('k3', 0))
   assert.deepEqual(bans.expire(1000), ['a'])
   const reports = new ReportLimiter(2, 1000)
   assert.equal(reports.admit(0), 0)

@@ -291,7 +291,7 @@ test('oversized and malformed frames: refused with their reason, the agent keeps
 // onclose (swarm.ts Connection.attach) destroys the socket without going through reject(); a
 // flood of such connections leaves no trace in the log. Suggested fix: in Connection.attach,
 // `onclose: () => { if (!conn.authenticated) conn.fail(new PeerError('bad_proof', 'cluster channel closed before a proof')); socket.destroy() }`.
-test('a connection that closes the cluster channel before proving the secret is reported', { timeout: 15_000, todo: 'swarm.ts: report channel close before proof' }, async (t) => {
+test('a connection that closes the cluster channel before proving the secret is reported', { timeout: 15_000 }, async (t) => {
   const { agent, dht, observed } = await cluster(t)
   const a = await agent()
   const socket = dht.connect(a.publicKey)
