@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { readEnv } from '../../scripts/regtest/network.ts'
+import { mine, readEnv } from '../../scripts/regtest/network.ts'
 import { LndClient, type LndConnection, type Payment, type RawInterceptRequest } from '../../src/lnd/client.ts'
 import { runStartupChecks } from '../../src/lnd/checks.ts'
 import { HtlcInterceptor, type InterceptorEvent } from '../../src/lnd/interceptor.ts'
@@ -210,6 +210,32 @@ test('a held HTLC survives an interceptor disconnect and is re-offered on reconn
   const circuit = `${htlc.circuit.chanId}:${htlc.circuit.htlcId}`
   assert.ok(w.events.some(e => e.type === 'htlc_replayed' && e.circuit === circuit && e.action === 'FAIL'), 'the decision went out on the re-offer')
   assert.equal(w.events.filter(e => e.type === 'stream_open').length, 2)
+})
+
+test('at auto_fail_height lnd fails a held HTLC back itself; the tracker then refuses a late decision', async (t) => {
+  const alice = client(t, 'alice')
+  const carol = client(t, 'carol')
+  const w = intercept(t, alice)
+  w.interceptor.start()
+  await w.settled()
+  const { invoice, paymentHash, preimage } = virtualInvoice(alice.pubkey, w.interceptor.virtualScid)
+  w.expect(paymentHash)
+  const paying = carol.sendPayment({ paymentRequest: invoice, feeLimitMsat: 10_000n, timeoutSeconds: 30, maxParts: 1 })
+  const htlc = await w.nextHtlc(paymentHash)
+  const height = (await alice.getInfo()).blockHeight
+  // One block short of auto_fail_height lnd still holds it (a settle would still be accepted).
+  await mine(htlc.autoFailHeight - 1 - height)
+  await sleep(500)
+  assert.equal((await carol.listChannels()).flatMap(c => c.pendingHtlcs).filter(h => h.hashLock.equals(paymentHash)).length, 1)
+  await mine(1)
+  const payment = await paying
+  assert.equal(payment.status, 'FAILED')
+  assert.equal(payment.attempts[0]!.failureCode, 'TEMPORARY_CHANNEL_FAILURE')
+  assert.equal(payment.attempts[0]!.failureSourceIndex, 1)
+  w.interceptor.setBlockHeight((await alice.getInfo()).blockHeight)
+  assert.ok(w.events.some(e => e.type === 'htlc_expired' && e.circuit === `${htlc.circuit.chanId}:${htlc.circuit.htlcId}`))
+  assert.throws(() => w.interceptor.resolve(htlc.circuit, { action: 'settle', preimage }), { code: 'htlc_expired' })
+  assert.deepEqual(await alice.lookupHtlcResolution(htlc.circuit.chanId, htlc.circuit.htlcId), { settled: false, offchain: true })
 })
 
 // lnd's own answers to protocol violations, which the simulator (src/sim) reproduces.
