@@ -1,25 +1,28 @@
 // The virtual node on real LND (issue 5's proof): one agent holds Alice and Bob (both run with
 // --requireinterceptor --store-final-htlc-resolutions) and the virtual node's identity key; Carol, a
 // plain lnd, pays its invoices with `lncli payinvoice`. Through Alice, through Bob, split by lnd
-// across both, with Alice's lnd stopped, and across a crash of the agent with a set accepted. Each
-// payment must be SUCCEEDED in Carol's `lncli listpayments` with the preimage the API returned.
+// across both, with Alice's lnd stopped, and across a SIGKILL of the agent (a child process) with a
+// set accepted. Each payment must be SUCCEEDED in Carol's `lncli listpayments` with the preimage the
+// API returned.
 // Needs `npm run regtest -- up` (npm run test:regtest does it).
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as grpc from '@grpc/grpc-js'
-import { Agent } from '../../src/agent/agent.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
-import type { HighwireConfig } from '../../src/config/schema.ts'
 import { newIdentityKey } from '../../src/config/secrets.ts'
 import { decodeInvoice } from '../../src/ln/bolt11.ts'
 import { AcceptedStream, LogCapture, lnmuxCall } from '../unit/agent-helpers.ts'
 import { channel, env, lncli, node, startNode, stopNode, type NodeName } from './env.ts'
+
+const AGENT_SCRIPT = fileURLToPath(new URL('./mux-agent.ts', import.meta.url))
 
 const SMALL_SAT = 20_000n
 // lnd registers the interceptor a moment after the stream is opened, and until then fails new
@@ -33,31 +36,40 @@ interface Created {
   hash: Buffer
 }
 
-/** One agent process-equivalent: started on a storage dir, stopped without settling anything. */
+/** The agent as a child process (mux-agent.ts) with its own storage and identity key. */
 class RegtestAgent {
   // HIGHWIRE_TEST_LOG=1 echoes the agent's log to stderr.
   readonly log = new LogCapture(process.env.HIGHWIRE_TEST_LOG ? (line) => process.stderr.write(line + '\n') : undefined)
-  agent: Agent | null = null
+  child: ChildProcess | null = null
   client: grpc.Client | null = null
   private readonly streams = new Set<AcceptedStream>()
 
-  constructor(readonly config: HighwireConfig) {}
+  constructor(readonly storage: string, readonly identityKey: Uint8Array) {}
 
   async start(): Promise<void> {
-    this.agent = await Agent.start(this.config, { log: this.log.logger, heightPollMs: 500 })
-    const { host, port } = this.agent.api!.address
-    this.client = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure())
+    const child = spawn(process.execPath, ['--import', 'tsx', AGENT_SCRIPT, this.storage, Buffer.from(this.identityKey).toString('hex')], {
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    this.child = child
+    createInterface({ input: child.stderr! }).on('line', (line) => this.log.add(line))
+    const [first] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string]
+    const { port } = JSON.parse(first) as { port: number }
+    this.client = new LnmuxService(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
     await sleep(INTERCEPTOR_SETTLE_MS)
   }
 
-  /** Like a crash as LND sees it: the streams end and nothing more is decided or settled. */
-  async stop(): Promise<void> {
+  /** SIGKILL: the streams to lnd are cut mid-flight and nothing more is decided or settled. */
+  async kill(): Promise<void> {
     for (const stream of this.streams) stream.close()
     this.streams.clear()
     this.client?.close()
     this.client = null
-    await this.agent?.close('test stop')
-    this.agent = null
+    const child = this.child
+    this.child = null
+    if (child === null || child.exitCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGKILL')
+    await exited
   }
 
   call(method: string, request: object): Promise<any> {
@@ -78,31 +90,6 @@ class RegtestAgent {
   interceptedVia(hash: Buffer, from: number): string[] {
     const hex = hash.toString('hex')
     return this.log.lines.slice(from).filter((l) => l.includes('htlc intercepted') && l.includes(`hash=${hex}`)).map((l) => /node=(\w+)/.exec(l)![1]!)
-  }
-}
-
-function regtestConfig(storage: string): HighwireConfig {
-  const lndNode = (name: NodeName) => {
-    const n = node(name)
-    return { name, host: n.host, tlsCert: readFileSync(n.tlsCert), macaroon: readFileSync(n.macaroon), pubkey: n.pubkey }
-  }
-  return {
-    network: 'regtest',
-    cluster: { secret: randomBytes(32), members: [], bootstrap: [], proofTimeoutMs: 5000 },
-    mux: {
-      identityKey: newIdentityKey(),
-      routingPolicy: { feeBaseMsat: 1000, feeProportionalMillionths: 100, cltvExpiryDelta: 40 },
-      maxRouteHints: 3,
-      minFinalCltvExpiry: 40,
-      mppTimeoutMs: 60_000,
-      acceptTimeoutMs: 120_000,
-      autoSettle: false,
-      priority: 0
-    },
-    lnd: { nodes: [lndNode('alice'), lndNode('bob')], allowUnsafe: false },
-    storage: { path: storage },
-    api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-    log: { level: 'info' }
   }
 }
 
@@ -147,6 +134,23 @@ async function restartAlice(): Promise<void> {
   await starting
 }
 
+/**
+ * Every run moves about a million sat from Carol to Alice and Bob; they pay it back first, each over
+ * its own channel with Carol (they are the senders: requireinterceptor does not apply).
+ */
+async function refundCarol(): Promise<void> {
+  for (const from of ['alice', 'bob'] as const) {
+    const { channels } = await lncli(from, ['listchannels', '--active_only'])
+    const c = (channels as any[]).find((ch) => ch.remote_pubkey === node('carol').pubkey)
+    if (c === undefined) continue
+    // Keep the reserve and a margin for the commitment fee and anchors.
+    const amount = BigInt(c.local_balance) - BigInt(c.local_constraints.chan_reserve_sat) - 20_000n
+    if (amount < 50_000n) continue
+    const { payment_request } = await lncli('carol', ['addinvoice', `--amt=${amount}`, '--memo=refund'])
+    await lncli(from, ['payinvoice', '--force', '--json', '--timeout=60s', `--outgoing_chan_id=${channel('carol', from).chanId}`, `--pay_req=${payment_request}`])
+  }
+}
+
 async function settleNext(a: RegtestAgent, accepted: AcceptedStream, created: Created): Promise<void> {
   const set = await accepted.next(60_000)
   assert.ok(set.hash.equals(created.hash), 'the accepted set is this invoice\'s')
@@ -159,9 +163,9 @@ async function finalStatus(a: RegtestAgent, created: Created): Promise<string> {
 
 async function startCluster(t: TestContext): Promise<RegtestAgent> {
   const storage = await mkdtemp(join(tmpdir(), 'highwire-regtest-mux-'))
-  const a = new RegtestAgent(regtestConfig(storage))
+  const a = new RegtestAgent(storage, newIdentityKey())
   t.after(async () => {
-    await a.stop()
+    await a.kill()
     await rm(storage, { recursive: true, force: true })
   })
   await a.start()
@@ -169,6 +173,7 @@ async function startCluster(t: TestContext): Promise<RegtestAgent> {
 }
 
 test('one agent holding Alice and Bob receives Carol\'s payments as one virtual node', { timeout: 600_000 }, async (t) => {
+  await refundCarol()
   const a = await startCluster(t)
   const accepted = a.subscribeAccepted()
 
@@ -226,12 +231,12 @@ test('one agent holding Alice and Bob receives Carol\'s payments as one virtual 
     await restartAlice()
   })
 
-  await t.test('the agent stops while a set is accepted; restarted, it settles every part', async () => {
+  await t.test('the agent is killed (SIGKILL) while a set is accepted; restarted, it settles every part', async () => {
     const created = await a.addInvoice(SMALL_SAT)
     const paying = carolPays(created.payment_request)
     const set = await accepted.next(60_000)
     assert.ok(set.hash.equals(created.hash))
-    await a.stop()
+    await a.kill()
     // lnd holds the HTLCs (requireinterceptor) and re-offers them to the next interceptor.
     await sleep(2000)
     await a.start()

@@ -228,7 +228,7 @@ export class AgentHarness {
 /** An agent's log lines kept in memory, with a way to wait for one. */
 export class LogCapture {
   readonly lines: string[] = []
-  readonly logger: Logger = createLogger({ level: 'info', write: (line) => this.onLine(line) })
+  readonly logger: Logger = createLogger({ level: 'info', write: (line) => this.add(line) })
   private readonly waiters = new Set<{ pattern: RegExp; resolve: (line: string) => void }>()
 
   /** `echo` also gets every line (to follow a long test as it runs). */
@@ -254,7 +254,8 @@ export class LogCapture {
     })
   }
 
-  private onLine(line: string): void {
+  /** Takes a line written elsewhere (another process's log). */
+  add(line: string): void {
     this.lines.push(line)
     this.echo?.(line)
     for (const waiter of this.waiters) {
