@@ -15,6 +15,7 @@ import type { Message } from '../cluster/messages.ts'
 import { agentRole, type HighwireConfig } from '../config/schema.ts'
 import { DEFAULT_DEADLINE_MARGIN_BLOCKS, edgeHtlcId, type EdgeHtlc } from '../edge/edge.ts'
 import { ApiServer } from '../api/server.ts'
+import { clusterStatusService, readAgentStatus, type ClusterStatus } from '../api/status.ts'
 import type { CircuitKey, InterceptedHtlc } from '../lnd/circuits.ts'
 import type { LndEvent } from '../lnd/client.ts'
 import type { MuxRecord } from '../mux/types.ts'
@@ -159,7 +160,8 @@ export class Agent {
     for (const link of this.nodes) link.start()
     const tick = setInterval(() => this.apply(this.member.tick(this.clock())), opts.tickMs ?? 50)
     this.timers.push(tick)
-    this.api = await ApiServer.start({ api: this.invoices, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api') })
+    const services = [clusterStatusService(() => this.status(), this.log.child('api'))]
+    this.api = await ApiServer.start({ api: this.invoices, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api'), services })
     this.log.info('api listening', { address: this.api.address })
   }
 
@@ -425,6 +427,11 @@ export class Agent {
     const own = identityPubkey(this.config.mux.identityKey)
     if (own !== null) return own
     return this.swarm?.peers.list().find((p) => p.hello?.muxKey)?.hello?.muxKey ?? null
+  }
+
+  /** This agent's view of the cluster, for the highwire.Cluster status RPC. */
+  status(): Promise<ClusterStatus> {
+    return readAgentStatus(this, SOFTWARE, this.clock())
   }
 
   private record(record: AuditRecord): Promise<void> {

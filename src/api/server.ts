@@ -51,6 +51,8 @@ export interface ApiServerOptions {
   tls?: { cert: Buffer; key: Buffer } | null
   log?: Logger
   shutdownGraceMs?: number
+  /** Further services on the same listener (highwire.Cluster, src/api/status.ts). */
+  services?: { service: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[]
 }
 
 // The status each typed facade or mux error is answered with.
@@ -181,6 +183,7 @@ export class ApiServer {
     const api = new ApiServer(server, opts)
     // The service is in place before the port opens: no call can meet UNIMPLEMENTED.
     server.addService(LnmuxService.service, api.handlers())
+    for (const extra of opts.services ?? []) server.addService(extra.service, extra.handlers)
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(hostPortText(listen), credentials, (err, port) => {
         if (err === null) return resolve(port)
