@@ -19,6 +19,7 @@ import { SimNetwork, type SimNode } from '../sim/network.ts'
 import { SimLndServer } from '../sim/server.ts'
 import { payInvoice, type PaymentResult } from '../sim/payer.ts'
 import type { MemberTiming } from '../cluster/member.ts'
+import { decodeInvoice } from '../ln/bolt11.ts'
 
 const SAT = 1000n
 const CHANNEL_MSAT = 1_000_000n * SAT
@@ -50,6 +51,11 @@ async function until(check: () => boolean, limitMs: number): Promise<number> {
     await new Promise((r) => setTimeout(r, 20))
   }
   return Date.now() - started
+}
+
+/** The index of the invoice's route hint through `node`: hints are ordered by inbound capacity. */
+function hintThrough(paymentRequest: string, node: SimNode): number {
+  return decodeInvoice(paymentRequest).routeHints.findIndex((hint) => Buffer.from(hint[0]!.pubkey).equals(node.pubkey))
 }
 
 function describe(result: PaymentResult): string {
@@ -123,7 +129,10 @@ export async function demoCommand(_args: string[], out: (line: string) => void):
     out(`   ${first.payment_request.slice(0, 64)}...`)
     say('carol pays it in two parts: 800000 sat through alice, 700000 sat through bob')
     const accepted = nextAccepted(app)
-    const payment = payInvoice(carol, first.payment_request, { parts: [{ amountMsat: 800_000n * SAT, hint: 0 }, { amountMsat: 700_000n * SAT, hint: 1 }] })
+    const [alice, bob] = [nodes.get('alice')!, nodes.get('bob')!]
+    const payment = payInvoice(carol, first.payment_request, {
+      parts: [{ amountMsat: 800_000n * SAT, hint: hintThrough(first.payment_request, alice) }, { amountMsat: 700_000n * SAT, hint: hintThrough(first.payment_request, bob) }]
+    })
     const set = await accepted
     say('the set is complete; the application settles it')
     await call(app, 'SettleInvoice', { hash: set.hash, set_id: set.set_id })
@@ -134,7 +143,9 @@ export async function demoCommand(_args: string[], out: (line: string) => void):
     say(`fail-over: carol pays a second invoice, and agent ${leaderName} (the leader) is killed before it is settled`)
     const second = await call(app, 'AddInvoice', { amt_msat: String(300_000n * SAT), description: 'fail-over', expiry_secs: 600 })
     const secondAccepted = nextAccepted(app)
-    const secondPayment = payInvoice(carol, second.payment_request, { parts: [{ amountMsat: 150_000n * SAT, hint: 0 }, { amountMsat: 150_000n * SAT, hint: 1 }] })
+    const secondPayment = payInvoice(carol, second.payment_request, {
+      parts: [{ amountMsat: 150_000n * SAT, hint: hintThrough(second.payment_request, alice) }, { amountMsat: 150_000n * SAT, hint: hintThrough(second.payment_request, bob) }]
+    })
     await secondAccepted
     await agents.get(leaderName)!.close('killed by the demo')
     agents.delete(leaderName)
