@@ -1,7 +1,16 @@
 // A deterministic in-memory cluster: ClusterMember state machines (the real election, edge and mux)
-// joined by a simulated network and clock, with a durable store and an LND per agent that checks
-// each circuit is resolved once. Faults: kill and restart (storage kept), partitions, dropped messages.
-import assert from 'node:assert/strict'
+// joined by a simulated network and clock, with a durable store and an LND per agent.
+//
+// The LND model follows lnd's interceptor (src/lnd/circuits.ts, DESIGN.md invariant 4): it holds
+// each intercepted HTLC until one resolution, re-offers held HTLCs when the agent or its stream comes
+// back, fails a held off-chain HTLC itself once the height reaches its auto_fail_height, and takes a
+// resolution that arrives while its stream is down when the stream returns (the driver defers it).
+//
+// Faults: agent kill and restart (storage kept), LND stream down and up, partitions and heals,
+// connections that break (in-flight messages lost, both sides told, reconnect later), and per-message
+// loss, duplication, delay and reordering. Breaches of what the harness itself can see (two
+// resolutions of one circuit, lnd failing an HTLC an attentive agent should have failed first) are
+// recorded in `violations`; test/sim/invariants.ts checks the rest from the log after a run.
 import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/cluster/member.ts'
 import type { Hello, Message } from '../../src/cluster/messages.ts'
 import { edgeHtlcId, type EdgeHtlc } from '../../src/edge/edge.ts'
@@ -28,7 +37,27 @@ export interface Resolution {
   htlc: EdgeHtlc
   decision: Decision
   at: number
+  height: number
+  /** 'agent': the agent resolved it; 'lnd': lnd failed it at auto_fail_height. */
+  by: 'agent' | 'lnd'
 }
+
+export interface Violation {
+  invariant: string
+  detail: string
+}
+
+export interface NetworkFaults {
+  /** One-way latency range of a message, ms. */
+  latencyMs: readonly [number, number]
+  /** Per-message probabilities. */
+  loss: number
+  duplicate: number
+  /** Deliver messages of one link in send order (a stream); false lets latency reorder them. */
+  fifo: boolean
+}
+
+export const CALM_NETWORK: NetworkFaults = { latencyMs: [5, 5], loss: 0, duplicate: 0, fifo: true }
 
 export function prng(seed: number): () => number {
   let s = seed >>> 0
@@ -42,20 +71,33 @@ export function prng(seed: number): () => number {
 }
 
 const STEP_MS = 10
-const DELAY_MS = 5
 const DISK_MS = 10
+/** lnd reports a resolution as final (FinalHtlcEvent) this long after it took it. */
+const FINAL_MS = 20
+/** An agent that has run this long with its LND up has had time to fail an HTLC at its margin. */
+const ATTENTIVE_MS = 100
+const DEADLINE_MARGIN_BLOCKS = 2
+
+const pairKey = (a: string, b: string): string => [a, b].sort().join('|')
 
 export class SimAgent {
   member: ClusterMember
   alive = true
+  /** Its LND's interceptor stream is up. */
+  lndUp = true
+  /** Since when the agent has been running with its LND stream up (ms), for invariant 7. */
+  attentiveSince: number
   /** HTLCs its LND holds for it, unresolved: lnd re-offers them when the agent comes back. */
   readonly held = new Map<string, EdgeHtlc>()
+  /** Resolutions taken while the LND stream was down: the driver writes them on the next stream. */
+  readonly deferred = new Map<string, Decision>()
   readonly storage: Storage = { term: 0, votedFor: null, voters: [], records: [] }
 
   constructor(
     readonly spec: AgentSpec,
     private readonly cluster: ClusterSim
   ) {
+    this.attentiveSince = cluster.now
     this.member = this.create()
   }
 
@@ -71,7 +113,7 @@ export class SimAgent {
       persisted: { ...this.storage, records: [...this.storage.records] },
       now: cluster.now,
       random: cluster.random,
-      deadlineMarginBlocks: 2
+      deadlineMarginBlocks: DEADLINE_MARGIN_BLOCKS
     })
   }
 
@@ -89,18 +131,42 @@ export class SimAgent {
   }
 }
 
+interface Queued {
+  at: number
+  seq: number
+  run: () => void
+}
+
 export class ClusterSim {
   now = 1_700_000_000_000
+  height = 0
   readonly random: () => number
+  /** The network's own dice, apart from the members' (elections) so faults do not shift them. */
+  private readonly dice: () => number
   readonly agents = new Map<string, SimAgent>()
   readonly resolutions: Resolution[] = []
   readonly log: { at: number; agent: string; action: MemberAction }[] = []
+  readonly violations: Violation[] = []
+  /** Faults injected, by kind. */
+  readonly faults = new Map<string, number>()
+  /** Resolutions repeated for a circuit already resolved alike (replays after re-offers). */
+  replays = 0
+  /** When each agent's store held each record: `${type}:${hash}` → agent → ms. */
+  readonly storedAt = new Map<string, Map<string, number>>()
+  network: NetworkFaults = CALM_NETWORK
   /** Drop matching messages (fault injection); return true to drop. */
   dropIf: (from: string, to: string, message: Message) => boolean = () => false
   /** Called for every action, after the harness applied it. */
   onAction: (agent: SimAgent, action: MemberAction) => void = () => {}
   private readonly cut = new Set<string>()
-  private queue: { at: number; run: () => void }[] = []
+  /** Links whose connection broke, until they reconnect. */
+  private readonly broken = new Set<string>()
+  /** Per link: bumped when its connection breaks, so in-flight messages are lost with it. */
+  private readonly epoch = new Map<string, number>()
+  /** Per directed link: when its last message is delivered (FIFO streams). */
+  private readonly lastDelivery = new Map<string, number>()
+  private queue: Queued[] = []
+  private seq = 0
 
   constructor(
     specs: AgentSpec[],
@@ -108,40 +174,167 @@ export class ClusterSim {
     readonly muxOptions: ConstructorParameters<typeof ClusterMember>[0]['mux']
   ) {
     this.random = prng(seed)
+    this.dice = prng(seed ^ 0x5eed)
     for (const spec of specs) this.agents.set(spec.id, new SimAgent(spec, this))
     for (const a of this.agents.values()) for (const b of this.agents.values()) if (a !== b) this.apply(a, a.member.connected(b.spec.id, b.hello()))
-  }
-
-  height = 0
-
-  /** A new block on every LND. */
-  mine(height: number): void {
-    this.height = height
-    for (const agent of this.agents.values()) if (agent.alive) this.apply(agent, agent.member.blockHeight(height))
   }
 
   agent(id: string): SimAgent {
     return this.agents.get(id)!
   }
 
-  private linked(a: string, b: string): boolean {
-    return this.agent(a).alive && this.agent(b).alive && !this.cut.has([a, b].sort().join('|'))
+  count(fault: string, n = 1): void {
+    this.faults.set(fault, (this.faults.get(fault) ?? 0) + n)
   }
 
+  violation(invariant: string, detail: string): void {
+    this.violations.push({ invariant, detail })
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clock
+
   private later(ms: number, run: () => void): void {
-    this.queue.push({ at: this.now + ms, run })
+    this.queue.push({ at: this.now + ms, seq: this.seq++, run })
+  }
+
+  /** Runs everything due at `now`, in time order. */
+  private drain(): void {
+    for (;;) {
+      const due = this.queue.filter((q) => q.at <= this.now)
+      if (due.length === 0) return
+      this.queue = this.queue.filter((q) => q.at > this.now)
+      due.sort((a, b) => a.at - b.at || a.seq - b.seq)
+      for (const q of due) q.run()
+    }
+  }
+
+  private tickAll(): void {
+    for (const agent of this.agents.values()) if (agent.alive) this.apply(agent, agent.member.tick(this.now))
+  }
+
+  /** Advance the clock by `ms`, delivering messages and ticking every live member. */
+  run(ms: number): void {
+    const end = this.now + ms
+    while (this.now < end) {
+      this.now += STEP_MS
+      this.drain()
+      this.tickAll()
+    }
+  }
+
+  /** Run until `done()` or `limitMs` passes; returns the time it took. */
+  runUntil(done: () => boolean, limitMs = 20_000): number {
+    const start = this.now
+    while (!done() && this.now - start < limitMs) this.run(STEP_MS)
+    return this.now - start
+  }
+
+  /**
+   * Every clock jumps `ms` at once (a suspended host, or simply a long quiet time without the cost
+   * of stepping through it): leases and timers all see the jump on their next tick.
+   */
+  advance(ms: number): void {
+    this.now += ms
+    this.drain()
+    this.tickAll()
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Network
+
+  private linked(a: string, b: string): boolean {
+    const key = pairKey(a, b)
+    return this.agent(a).alive && this.agent(b).alive && !this.cut.has(key) && !this.broken.has(key)
+  }
+
+  private latency(): number {
+    const [min, max] = this.network.latencyMs
+    return min + Math.floor(this.dice() * (max - min + 1))
   }
 
   private deliver(from: string, to: string, message: Message): void {
     if (!this.linked(from, to) || this.dropIf(from, to, message)) return
-    this.later(DELAY_MS, () => {
-      if (this.linked(from, to)) this.apply(this.agent(to), this.agent(to).member.receive(from, message, this.now))
+    if (this.network.loss > 0 && this.dice() < this.network.loss) return this.count('message-lost')
+    const copies = this.network.duplicate > 0 && this.dice() < this.network.duplicate ? 2 : 1
+    if (copies === 2) this.count('message-duplicated')
+    const key = pairKey(from, to)
+    const epoch = this.epoch.get(key) ?? 0
+    for (let i = 0; i < copies; i++) {
+      let at = this.now + this.latency()
+      const direction = `${from}>${to}`
+      if (this.network.fifo) at = Math.max(at, this.lastDelivery.get(direction) ?? 0)
+      else if (at < (this.lastDelivery.get(direction) ?? 0)) this.count('message-reordered')
+      this.lastDelivery.set(direction, Math.max(at, this.lastDelivery.get(direction) ?? 0))
+      this.later(at - this.now, () => {
+        if (this.linked(from, to) && (this.epoch.get(key) ?? 0) === epoch) this.apply(this.agent(to), this.agent(to).member.receive(from, message, this.now))
+      })
+    }
+  }
+
+  /** Both ends learn that the connection a–b is gone; messages in flight on it are lost. */
+  private sever(a: string, b: string): void {
+    const key = pairKey(a, b)
+    this.epoch.set(key, (this.epoch.get(key) ?? 0) + 1)
+    if (this.agent(a).alive) this.apply(this.agent(a), this.agent(a).member.disconnected(b))
+    if (this.agent(b).alive) this.apply(this.agent(b), this.agent(b).member.disconnected(a))
+  }
+
+  /** A fresh connection a–b: both ends send their hello. */
+  private join(a: string, b: string): void {
+    if (!this.linked(a, b)) return
+    this.apply(this.agent(a), this.agent(a).member.connected(b, this.agent(b).hello()))
+    if (this.linked(a, b)) this.apply(this.agent(b), this.agent(b).member.connected(a, this.agent(a).hello()))
+  }
+
+  /** The connection a–b breaks (in-flight messages lost); it is re-established after `reconnectMs`. */
+  breakLink(a: string, b: string, reconnectMs: number): void {
+    const key = pairKey(a, b)
+    if (this.broken.has(key) || !this.linked(a, b)) return
+    this.count('connection-broken')
+    this.broken.add(key)
+    this.sever(a, b)
+    this.later(reconnectMs, () => {
+      this.broken.delete(key)
+      this.join(a, b)
     })
   }
 
+  partition(a: string[], b: string[]): void {
+    this.count('partition')
+    for (const x of a) {
+      for (const y of b) {
+        const key = pairKey(x, y)
+        if (x === y || this.cut.has(key)) continue
+        this.cut.add(key)
+        this.sever(x, y)
+      }
+    }
+  }
+
+  heal(): void {
+    const pairs = [...this.cut]
+    this.cut.clear()
+    for (const pair of pairs) {
+      const [x, y] = pair.split('|') as [string, string]
+      this.join(x, y)
+    }
+  }
+
+  /** No cut, no broken connection. */
+  get whole(): boolean {
+    return this.cut.size === 0 && this.broken.size === 0
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Agents and their LNDs
+
   apply(agent: SimAgent, actions: MemberAction[]): void {
     const id = agent.spec.id
+    const member = agent.member
     for (const action of actions) {
+      // A crash in the middle of a batch: what follows never happened.
+      if (!agent.alive || agent.member !== member) return
       this.log.push({ at: this.now, agent: id, action })
       switch (action.type) {
         case 'send':
@@ -157,106 +350,147 @@ export class ClusterSim {
         case 'persist-voters':
           agent.storage.voters = action.voters
           break
-        case 'persist-record': {
-          const member = agent.member
+        case 'persist-record':
           this.later(DISK_MS, () => {
             if (!agent.alive || agent.member !== member) return
             agent.storage.records.push(action.record)
+            const key = `${action.record.type}:${Buffer.from(action.record.hash).toString('hex')}`
+            const byAgent = this.storedAt.get(key) ?? new Map<string, number>()
+            if (!byAgent.has(id)) byAgent.set(id, this.now)
+            this.storedAt.set(key, byAgent)
             this.apply(agent, member.recordPersisted(action.record))
           })
           break
-        }
-        case 'edge-record': {
-          const member = agent.member
+        case 'edge-record':
           this.later(DISK_MS, () => {
             if (agent.alive && agent.member === member) this.apply(agent, member.edgeRecorded(action.id))
           })
           break
-        }
-        case 'resolve': {
-          const key = edgeHtlcId(action.htlc)
-          const earlier = this.resolutions.find((r) => edgeHtlcId(r.htlc) === key)
-          // lnd takes one resolution per circuit; a replay must repeat it exactly (invariant 4).
-          if (earlier) assert.deepEqual(earlier.decision, action.decision, `two different resolutions for ${key}`)
-          else this.resolutions.push({ agent: id, htlc: action.htlc, decision: action.decision, at: this.now })
-          agent.held.delete(key)
-          const member = agent.member
-          this.later(DISK_MS * 2, () => {
-            if (agent.alive && agent.member === member) this.apply(agent, member.htlcFinal(action.htlc, action.decision.action === 'settle'))
-          })
+        case 'resolve':
+          this.resolve(agent, action.htlc, action.decision)
           break
-        }
       }
       this.onAction(agent, action)
     }
   }
 
-  /** Advance the clock by `ms`, delivering messages and ticking every live member. */
-  run(ms: number): void {
-    const end = this.now + ms
-    while (this.now < end) {
-      this.now += STEP_MS
-      for (;;) {
-        const due = this.queue.filter((q) => q.at <= this.now)
-        if (due.length === 0) break
-        this.queue = this.queue.filter((q) => q.at > this.now)
-        for (const q of due) q.run()
-      }
-      for (const agent of this.agents.values()) if (agent.alive) this.apply(agent, agent.member.tick(this.now))
+  /** The driver hands a resolution to the agent's LND (or keeps it for the next stream). */
+  private resolve(agent: SimAgent, htlc: EdgeHtlc, decision: Decision): void {
+    const key = edgeHtlcId(htlc)
+    if (!agent.lndUp) {
+      agent.deferred.set(key, decision)
+      return
     }
+    const earlier = this.resolutions.find((r) => edgeHtlcId(r.htlc) === key)
+    if (earlier !== undefined) {
+      // lnd took one resolution per circuit; a replay must repeat it (invariant 4).
+      if (earlier.by === 'lnd' && decision.action === 'settle') {
+        this.violation('1-no-money-left-behind', `${key} settled at height ${this.height} after lnd failed it at its auto_fail_height ${htlc.autoFailHeight}`)
+      } else if (earlier.by === 'agent' && !sameDecision(earlier.decision, decision)) {
+        this.violation('4-one-resolution', `${key}: ${describe(earlier.decision)} then ${describe(decision)}`)
+      } else this.replays++
+      return
+    }
+    if (!agent.held.has(key)) return // not offered to this agent: the edge never resolves those
+    this.resolutions.push({ agent: agent.spec.id, htlc, decision, at: this.now, height: this.height, by: 'agent' })
+    agent.held.delete(key)
+    const member = agent.member
+    this.later(FINAL_MS, () => {
+      if (agent.alive && agent.member === member && agent.lndUp) this.apply(agent, member.htlcFinal(htlc, decision.action === 'settle'))
+    })
   }
 
-  /** Run until `done()` or `limitMs` passes; returns the time it took. */
-  runUntil(done: () => boolean, limitMs = 20_000): number {
-    const start = this.now
-    while (!done() && this.now - start < limitMs) this.run(STEP_MS)
-    return this.now - start
+  /** A new block on every LND; lnd fails held off-chain HTLCs that reached auto_fail_height. */
+  mine(height: number): void {
+    this.height = height
+    for (const agent of this.agents.values()) {
+      for (const [key, htlc] of agent.held) {
+        if (htlc.onChain || height < htlc.autoFailHeight) continue
+        agent.held.delete(key)
+        agent.deferred.delete(key)
+        this.resolutions.push({ agent: agent.spec.id, htlc, decision: { action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }, at: this.now, height, by: 'lnd' })
+        this.count('lnd-auto-fail')
+        const attentive = agent.alive && agent.lndUp && this.now - agent.attentiveSince >= ATTENTIVE_MS
+        if (attentive) this.violation('7-bounded-holding', `${key} held by a live agent until lnd failed it at height ${height} (auto_fail_height ${htlc.autoFailHeight})`)
+        if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlcFinal(htlc, false))
+      }
+      if (agent.alive) this.apply(agent, agent.member.blockHeight(height))
+    }
   }
 
   serving(): SimAgent | undefined {
     return [...this.agents.values()].find((a) => a.alive && a.member.isServing())
   }
 
+  /** lnd intercepts a new HTLC on one of `agentId`'s nodes. */
   offer(agentId: string, htlc: EdgeHtlc): void {
     const agent = this.agent(agentId)
     agent.held.set(edgeHtlcId(htlc), htlc)
-    this.apply(agent, agent.member.htlc(htlc))
+    if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlc(htlc))
   }
 
   kill(id: string): void {
-    this.agent(id).alive = false
-    for (const other of this.agents.values()) if (other.spec.id !== id && other.alive) this.apply(other, other.member.disconnected(id))
+    const agent = this.agent(id)
+    if (!agent.alive) return
+    this.count('agent-crash')
+    agent.alive = false
+    agent.deferred.clear() // the driver's memory goes with the process
+    for (const other of this.agents.values()) if (other.spec.id !== id && other.alive) this.sever(id, other.spec.id)
   }
 
   restart(id: string): void {
     const agent = this.agent(id)
+    if (agent.alive) return
     agent.alive = true
+    agent.attentiveSince = this.now
     agent.member = agent.create()
-    for (const other of this.agents.values()) {
-      if (other === agent || !other.alive) continue
-      this.apply(agent, agent.member.connected(other.spec.id, other.hello()))
-      this.apply(other, other.member.connected(id, agent.hello()))
+    for (const other of this.agents.values()) if (other !== agent) this.join(id, other.spec.id)
+    this.apply(agent, agent.member.blockHeight(this.height))
+    if (agent.lndUp) this.reoffer(agent)
+  }
+
+  /** The agent's stream to its LND breaks (lnd restarts, or the connection drops). */
+  lndDown(id: string): void {
+    const agent = this.agent(id)
+    if (!agent.lndUp) return
+    this.count('lnd-disconnect')
+    agent.lndUp = false
+  }
+
+  /** The stream is back: deferred resolutions go out, then lnd re-offers every held HTLC. */
+  lndUp(id: string): void {
+    const agent = this.agent(id)
+    if (agent.lndUp) return
+    agent.lndUp = true
+    agent.attentiveSince = this.now
+    if (!agent.alive) return
+    const deferred = [...agent.deferred]
+    agent.deferred.clear()
+    for (const [key, decision] of deferred) {
+      const htlc = agent.held.get(key)
+      if (htlc !== undefined) this.resolve(agent, htlc, decision)
     }
     this.apply(agent, agent.member.blockHeight(this.height))
-    for (const htlc of agent.held.values()) this.apply(agent, agent.member.htlc(htlc))
+    this.reoffer(agent)
   }
 
-  partition(a: string[], b: string[]): void {
-    for (const x of a) for (const y of b) {
-      this.cut.add([x, y].sort().join('|'))
-      if (this.agent(x).alive) this.apply(this.agent(x), this.agent(x).member.disconnected(y))
-      if (this.agent(y).alive) this.apply(this.agent(y), this.agent(y).member.disconnected(x))
-    }
+  private reoffer(agent: SimAgent): void {
+    for (const htlc of [...agent.held.values()]) if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlc(htlc))
   }
+}
 
-  heal(): void {
-    const pairs = [...this.cut]
-    this.cut.clear()
-    for (const pair of pairs) {
-      const [x, y] = pair.split('|') as [string, string]
-      if (!this.agent(x).alive || !this.agent(y).alive) continue
-      this.apply(this.agent(x), this.agent(x).member.connected(y, this.agent(y).hello()))
-      this.apply(this.agent(y), this.agent(y).member.connected(x, this.agent(x).hello()))
-    }
+export function sameDecision(a: Decision, b: Decision): boolean {
+  if (a.action !== b.action) return false
+  if (a.action === 'settle' && b.action === 'settle') return Buffer.from(a.preimage).equals(b.preimage)
+  if (a.action === 'fail' && b.action === 'fail') {
+    if ('failureCode' in a || 'failureCode' in b) return 'failureCode' in a && 'failureCode' in b && a.failureCode === b.failureCode
+    return Buffer.from(a.failureMessage).equals(b.failureMessage)
   }
+  return true
+}
+
+export function describe(d: Decision): string {
+  if (d.action === 'settle') return 'settle'
+  if (d.action === 'fail') return 'failureCode' in d ? `fail ${d.failureCode}` : 'fail (encrypted)'
+  return d.action
 }
