@@ -4,7 +4,13 @@
 // responses it returns. It enforces lnd v0.21's rules (lnrpc/routerrpc/forward_interceptor.go,
 // htlcswitch/interceptable_switch.go, htlcswitch/held_htlc_set.go), where any rejected
 // resolution ends the whole stream:
-//  - one resolution per held circuit: a second one gets ErrFwdNotExists;
+//  - each offer stands for one held entry that takes exactly one resolution: a resolution with
+//    no entry waiting gets ErrFwdNotExists. lnd offers a circuit only when it adds an entry
+//    (forwardOffChain skips circuits already held; on connect it replays the held set), so the
+//    rule is one answer per offer. A circuit can be offered again on the same stream after we
+//    answered it (a link restart replays its adds; a force close moves it on-chain); the
+//    decision is then sent again, as lnd asks ("handle requests for the same circuit key
+//    idempotently", router.proto);
 //  - FAIL takes either a 292-byte encrypted failure_message or one of four failure codes;
 //  - SETTLE's preimage must hash to the payment hash;
 //  - an HTLC whose incoming channel went to chain is re-offered with auto_fail_height set to its
@@ -66,11 +72,13 @@ export type DecideEffect =
   | { type: 'duplicate' } // the same decision was already taken
   | { type: 'withheld' } // on-chain HTLC and not a settle: lnd would refuse it, it times out on chain
 
+// Only HTLCs for the virtual channel are tracked: anything else gets one RESUME per offer and
+// needs no memory.
 interface Circuit {
-  htlc: InterceptedHtlc
+  htlc: InterceptedHtlc // latest offer
   decision: Decision | null
-  offeredOn: number // stream epoch of the latest offer
-  sentOn: number | null // stream epoch on which the decision was written
+  awaitingOn: number | null // stream epoch of an offer not answered yet
+  answered: boolean // the decision went out at least once
   expired: boolean // lnd failed it back at auto_fail_height
 }
 
@@ -151,7 +159,7 @@ export class CircuitTracker {
     return this.height
   }
 
-  // A new HtlcInterceptor stream: lnd will replay every HTLC it holds on it.
+  // A new HtlcInterceptor stream: lnd will offer again every HTLC it still holds.
   streamOpened (): void {
     this.epoch++
     this.open = true
@@ -162,28 +170,30 @@ export class CircuitTracker {
   }
 
   offer (htlc: InterceptedHtlc): OfferEffect {
+    if (htlc.outgoingRequestedChanId !== this.virtualScid) {
+      // lnd's own forwarding: RESUME at once, once per offer. On-chain, lnd would refuse it.
+      return sendable(RESUME, htlc) ? { type: 'send', response: toResponse(htlc.circuit, RESUME) } : { type: 'ignore', reason: 'not_sendable_on_chain' }
+    }
     const id = circuitId(htlc.circuit)
     const known = this.circuits.get(id)
     if (known === undefined) {
-      // Anything not addressed to our virtual channel is lnd's own forwarding: RESUME at once.
-      const foreign = htlc.outgoingRequestedChanId !== this.virtualScid
-      const c: Circuit = { htlc, decision: foreign ? RESUME : null, offeredOn: this.epoch, sentOn: null, expired: false }
-      this.circuits.set(id, c)
-      return foreign ? this.trySend(c, RESUME) : { type: 'handle', htlc }
+      this.circuits.set(id, { htlc, decision: null, awaitingOn: this.epoch, answered: false, expired: false })
+      return { type: 'handle', htlc }
     }
-    // On one stream lnd offers a circuit again only when it moves on-chain (addOnChain replaces
-    // the off-chain entry); any other repeat on the same stream is a duplicate we must not answer.
     const promoted = htlc.onChain && !known.htlc.onChain
-    const sameStream = known.offeredOn === this.epoch
+    // A repeat while the offer is still unanswered on this stream is the same entry of lnd's,
+    // unless the HTLC just moved on-chain (addOnChain replaced the entry).
+    if (known.awaitingOn === this.epoch && !promoted) {
+      known.htlc = htlc
+      return known.decision === null ? { type: 'held' } : { type: 'ignore', reason: 'duplicate' }
+    }
     const wasExpired = known.expired
     known.htlc = htlc
-    known.offeredOn = this.epoch
     known.expired = false
+    known.awaitingOn = this.epoch
     if (known.decision === null) return promoted || wasExpired ? { type: 'handle', htlc } : { type: 'held' }
-    // A decision written on this stream was consumed by lnd unless the HTLC has since moved
-    // on-chain; a re-offer on a new stream means lnd never applied it.
-    if (sameStream && known.sentOn === this.epoch && !promoted) return { type: 'ignore', reason: 'duplicate' }
-    return this.trySend(known, known.decision)
+    if (!sendable(known.decision, htlc)) return { type: 'ignore', reason: 'not_sendable_on_chain' }
+    return { type: 'send', response: this.answer(known, known.decision) }
   }
 
   decide (key: CircuitKey, decision: Decision): DecideEffect {
@@ -203,9 +213,8 @@ export class CircuitTracker {
     }
     c.decision = decision
     if (!sendable(decision, c.htlc)) return { type: 'withheld' }
-    if (!this.open || c.offeredOn !== this.epoch) return { type: 'deferred' }
-    c.sentOn = this.epoch
-    return { type: 'send', response: toResponse(key, decision) }
+    if (!this.open || c.awaitingOn !== this.epoch) return { type: 'deferred' }
+    return { type: 'send', response: this.answer(c, decision) }
   }
 
   // New best block. Returns the HTLCs lnd has just failed back itself (held off-chain and still
@@ -219,7 +228,7 @@ export class CircuitTracker {
     for (const [id, c] of this.circuits) {
       if (height >= c.htlc.incomingExpiry) {
         this.circuits.delete(id)
-      } else if (!c.htlc.onChain && !c.expired && c.sentOn === null && height >= c.htlc.autoFailHeight) {
+      } else if (!c.htlc.onChain && !c.expired && !c.answered && height >= c.htlc.autoFailHeight) {
         c.expired = true
         expired.push(c.htlc)
       }
@@ -227,9 +236,10 @@ export class CircuitTracker {
     return expired
   }
 
-  private trySend (c: Circuit, decision: Decision): OfferEffect {
-    if (!sendable(decision, c.htlc)) return { type: 'ignore', reason: 'not_sendable_on_chain' }
-    c.sentOn = this.epoch
-    return { type: 'send', response: toResponse(c.htlc.circuit, decision) }
+  // The one answer to the pending offer of `c` on the current stream.
+  private answer (c: Circuit, decision: Decision): RawInterceptResponse {
+    c.awaitingOn = null
+    c.answered = true
+    return toResponse(c.htlc.circuit, decision)
   }
 }

@@ -56,14 +56,18 @@ test('a decision is written once; the same decision again is a no-op, a differen
   assert.throws(() => t.decide({ chanId: 1n, htlcId: 1n }, { action: 'fail', failureCode: 'TEMPORARY_CHANNEL_FAILURE' }), errCode('already_decided'))
 })
 
-test('replays on the same stream are never answered twice', () => {
+test('one answer per offer: a repeat before the answer is not answered, one after it is', () => {
   const t = opened()
-  t.offer(htlc(1n, 0n, { outgoingRequestedChanId: 42n }))
-  assert.deepEqual(t.offer(htlc(1n, 0n, { outgoingRequestedChanId: 42n })), { type: 'ignore', reason: 'duplicate' })
-  t.offer(htlc(1n, 1n))
+  const foreign = htlc(1n, 0n, { outgoingRequestedChanId: 42n })
+  assert.equal(t.offer(foreign).type, 'send')
+  // lnd offers again only after adding a new held entry (link replay): it needs its own answer.
+  assert.equal(t.offer(foreign).type, 'send')
+  assert.equal(t.offer(htlc(1n, 1n)).type, 'handle')
   assert.deepEqual(t.offer(htlc(1n, 1n)), { type: 'held' })
-  t.decide({ chanId: 1n, htlcId: 1n }, { action: 'resume' })
-  assert.deepEqual(t.offer(htlc(1n, 1n)), { type: 'ignore', reason: 'duplicate' })
+  assert.equal(t.decide({ chanId: 1n, htlcId: 1n }, { action: 'resume' }).type, 'send')
+  assert.deepEqual(t.offer(htlc(1n, 1n)), { type: 'send', response: toResponse({ chanId: 1n, htlcId: 1n }, { action: 'resume' }) })
+  // The re-offered HTLC is not handed to the handler again.
+  assert.deepEqual(t.decide({ chanId: 1n, htlcId: 1n }, { action: 'resume' }), { type: 'duplicate' })
 })
 
 test('after a reconnect a decision already made is re-sent for the re-offered HTLC', () => {
@@ -77,7 +81,6 @@ test('after a reconnect a decision already made is re-sent for the re-offered HT
   assert.deepEqual(replay, { type: 'send', response: { incoming_circuit_key: { chan_id: '1', htlc_id: '1' }, action: 'FAIL', failure_code: 'INVALID_ONION_HMAC' } })
   // The undecided one is still held: the handler has it already.
   assert.deepEqual(t.offer(htlc(1n, 2n)), { type: 'held' })
-  assert.deepEqual(t.offer(htlc(1n, 1n)), { type: 'ignore', reason: 'duplicate' })
 })
 
 test('a decision taken while disconnected waits for the re-offer on the next stream', () => {
@@ -167,17 +170,17 @@ test('an HTLC moving on-chain is handed over again, and a settle already sent is
   const resettle = t.offer(onChain(htlc(1n, 2n)))
   assert.equal(resettle.type === 'send' && resettle.response.action, 'SETTLE')
   assert.deepEqual(t.offer(onChain(htlc(1n, 3n))), { type: 'ignore', reason: 'not_sendable_on_chain' })
-  // …and only once per stream.
-  assert.deepEqual(t.offer(onChain(htlc(1n, 2n))), { type: 'ignore', reason: 'duplicate' })
+  // Its on-chain entry stays unanswered: a repeat offer on this stream is the same entry.
+  assert.deepEqual(t.offer(onChain(htlc(1n, 3n))), { type: 'ignore', reason: 'duplicate' })
 })
 
-test('circuits are forgotten once their incoming expiry passes', () => {
+test('only virtual-channel circuits are kept, until their incoming expiry passes', () => {
   const t = opened()
   t.offer(htlc(1n, 1n))
   t.offer(htlc(1n, 2n, { outgoingRequestedChanId: 42n }))
-  assert.equal(t.size, 2)
+  assert.equal(t.size, 1)
   t.advanceHeight(199)
-  assert.equal(t.size, 2)
+  assert.equal(t.size, 1)
   t.advanceHeight(200)
   assert.equal(t.size, 0)
   assert.throws(() => t.advanceHeight(-1), RangeError)
