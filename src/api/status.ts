@@ -300,16 +300,16 @@ export class StatusError extends Error {
 
 type Wire = Record<string, unknown>
 
-function wireBytes(w: Wire, field: string, lengths: readonly number[]): Uint8Array | null {
+function wireBytes(w: Wire, field: string, length: number): Uint8Array | null {
   const v = w[field]
   if (!Buffer.isBuffer(v)) throw new StatusError('bad_status', `${field} is not bytes`)
   if (v.length === 0) return null
-  if (!lengths.includes(v.length)) throw new StatusError('bad_status', `${field} is ${v.length} bytes, expected ${lengths.join(' or ')}`)
+  if (v.length !== length) throw new StatusError('bad_status', `${field} is ${v.length} bytes, expected ${length}`)
   return new Uint8Array(v)
 }
 
 function requiredBytes(w: Wire, field: string, length: number): Uint8Array {
-  const v = wireBytes(w, field, [length])
+  const v = wireBytes(w, field, length)
   if (v === null) throw new StatusError('bad_status', `${field} is empty`)
   return v
 }
@@ -349,17 +349,17 @@ export function statusFromWire(w: Wire): ClusterStatus {
     role,
     standing: wireEnum(w, 'standing', STANDING_WIRE),
     term: wireCount(w, 'term'),
-    leader: wireBytes(w, 'leader', [AGENT_KEY_BYTES]),
+    leader: wireBytes(w, 'leader', AGENT_KEY_BYTES),
     serving: w.serving === true,
     knownRecords: wireCount(w, 'known_records'),
-    muxPubkey: wireBytes(w, 'mux_pubkey', [NODE_KEY_BYTES]),
+    muxPubkey: wireBytes(w, 'mux_pubkey', NODE_KEY_BYTES),
     blockHeight: Number(w.block_height),
     software: String(w.software),
     timeMs: wireCount(w, 'time_ms'),
     members: wireList(w, 'members').map((m) => {
       const rtt = wireCount(m, 'rtt_ms')
       return {
-        agent: requiredBytes(m, 'members.agent', AGENT_KEY_BYTES),
+        agent: requiredBytes(m, 'agent', AGENT_KEY_BYTES),
         role: wireEnum(m, 'role', ROLE_WIRE),
         self: m.self === true,
         voter: m.voter === true,
@@ -371,7 +371,7 @@ export function statusFromWire(w: Wire): ClusterStatus {
         rttMs: rtt < 0 ? null : rtt,
         priority: Number(m.priority),
         nodes: wireList(m, 'nodes').map((n) => ({
-          pubkey: requiredBytes(n, 'nodes.pubkey', NODE_KEY_BYTES),
+          pubkey: requiredBytes(n, 'pubkey', NODE_KEY_BYTES),
           alias: String(n.alias),
           virtualScid: wireU64(n, 'virtual_scid'),
           inboundMsat: wireU64(n, 'inbound_msat')
@@ -380,7 +380,7 @@ export function statusFromWire(w: Wire): ClusterStatus {
     }),
     lnd: wireList(w, 'lnd').map((l) => ({
       name: String(l.name),
-      pubkey: requiredBytes(l, 'lnd.pubkey', NODE_KEY_BYTES),
+      pubkey: requiredBytes(l, 'pubkey', NODE_KEY_BYTES),
       host: String(l.host),
       reachable: l.reachable === true,
       blockHeight: Number(l.block_height),
