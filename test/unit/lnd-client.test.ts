@@ -40,7 +40,19 @@ async function fakeLnd (t: import('node:test').TestContext) {
     },
     ListChannels: () => { /* never answers: the deadline must end the call */ }
   })
-  server.addService(Router.service, {})
+  const payment = (status: string) => ({ payment_hash: 'aa'.repeat(32), status, payment_preimage: status === 'SUCCEEDED' ? 'bb'.repeat(32) : '00'.repeat(32), value_msat: '1000', fee_msat: '0', htlcs: [] })
+  server.addService(Router.service, {
+    // The payment starts, then the connection fails before the end: the client must follow it.
+    SendPaymentV2: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.write(payment('IN_FLIGHT'))
+      setTimeout(() => call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'connection reset' }), 20)
+    },
+    TrackPaymentV2: (call: grpc.ServerWritableStream<{ payment_hash: Buffer }, unknown>) => {
+      if (call.request.payment_hash.toString('hex') !== 'aa'.repeat(32)) { call.emit('error', { code: grpc.status.NOT_FOUND, details: 'payment isn\'t initiated' }); return }
+      call.write(payment('SUCCEEDED'))
+      call.end()
+    }
+  })
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }]), (err, p) => err ? reject(err) : resolve(p)))
   t.after(() => server.forceShutdown())
   const conn: LndConnection = { name: 'alice', host: `127.0.0.1:${port}`, tlsCert: tls.cert, macaroon: MACAROON, pubkey: PUBKEY }
@@ -65,6 +77,20 @@ test('calls carry the macaroon over TLS pinned to the node certificate', async (
   const wrongMacaroon = new LndClient({ ...conn, macaroon: Buffer.from('00', 'hex') }, { deadlineMs: 1000 })
   t.after(() => wrongMacaroon.close())
   await assert.rejects(wrongMacaroon.getInfo(), /verification failed/)
+})
+
+test('a payment whose stream breaks is followed to its end with TrackPaymentV2', async (t) => {
+  const { conn } = await fakeLnd(t)
+  const events: string[] = []
+  const client = new LndClient(conn, { onEvent: e => events.push(e.type) })
+  t.after(() => client.close())
+  const updates: string[] = []
+  const p = await client.sendPayment({ paymentRequest: 'lnbcrt1fake', feeLimitMsat: 10n, timeoutSeconds: 5 }, u => updates.push(u.status))
+  assert.equal(p.status, 'SUCCEEDED')
+  assert.equal(p.preimage, 'bb'.repeat(32))
+  assert.deepEqual(updates, ['IN_FLIGHT', 'SUCCEEDED'])
+  assert.deepEqual(events, ['stream_open', 'stream_closed'])
+  await assert.rejects(client.trackPayment('cc'.repeat(32)), (e: unknown) => e instanceof LndError && e.grpcCode === grpc.status.NOT_FOUND)
 })
 
 test('bad connection settings are refused before dialling', () => {
