@@ -1,5 +1,5 @@
 // Pure state machine of one node's HtlcInterceptor stream: which circuits are held, what was
-// decided for each, and on which stream the decision went out. No IO: the caller feeds it lnd's
+// decided for each, and whether lnd awaits an answer on the current stream. No IO: the caller feeds it lnd's
 // offers, the application's decisions, stream open/close and block heights, and writes the
 // responses it returns. It enforces lnd v0.21's rules (lnrpc/routerrpc/forward_interceptor.go,
 // htlcswitch/interceptable_switch.go, htlcswitch/held_htlc_set.go), where any rejected
