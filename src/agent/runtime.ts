@@ -128,6 +128,7 @@ export class Agent {
         timing: opts.timing ?? DEFAULT_TIMING,
         persisted: { ...state, records },
         now: (opts.now ?? Date.now)(),
+        clock: opts.now ?? Date.now,
         random: Math.random,
         deadlineMarginBlocks: DEFAULT_DEADLINE_MARGIN_BLOCKS
       })

@@ -5,7 +5,7 @@ import { ConfigError } from '../config/reader.ts'
 import { agentRole, type HighwireConfig } from '../config/schema.ts'
 import { createLogger } from '../log.ts'
 import { secp256k1 } from '../ln/secp256k1.ts'
-import { Agent } from '../agent/agent.ts'
+import { Agent } from '../agent/runtime.ts'
 
 export async function runCommand(_args: string[], printError: (line: string) => void): Promise<number> {
   let config: HighwireConfig

@@ -54,6 +54,11 @@ export interface MemberOptions {
   /** Durable state from the previous run. */
   persisted: { term: number; votedFor: string | null; voters: string[]; records: MuxRecord[] }
   now: number
+  /**
+   * The mux's clock between ticks (its timers start at an HTLC's arrival); by default the time of
+   * the last tick or message, which is what a simulation wants.
+   */
+  clock?: () => number
   random: () => number
   /** Edge: blocks before auto_fail_height at which an undecided HTLC is failed. */
   deadlineMarginBlocks: number
@@ -478,7 +483,8 @@ export class ClusterMember {
     for (const record of gathering.records) merged.set(recordKey(record), record)
     const ordered = [...merged.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
     const rejected: MuxRecord[] = []
-    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: () => this.now, height: this.height }, ordered, (record) => rejected.push(record))
+    const clock = this.opts.clock ?? (() => this.now)
+    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, ordered, (record) => rejected.push(record))
     for (const record of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: recordKey(record) })
     // Keep what we learned: our own core must hold every record a later election compares.
     for (const record of ordered) if (!this.records.has(recordKey(record)) && !rejected.includes(record)) out.push({ type: 'persist-record', record })

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { TestContext } from 'node:test'
 import * as grpc from '@grpc/grpc-js'
-import { Agent } from '../../src/agent/agent.ts'
+import { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
 import type { HighwireConfig } from '../../src/config/schema.ts'
 import { newIdentityKey } from '../../src/config/secrets.ts'
@@ -165,7 +165,7 @@ export class AgentHarness {
 
   /** Starts (or restarts, on the same storage and identity key) the agent and connects a client. */
   async startAgent(): Promise<Agent> {
-    this.agent = await Agent.start(this.config, { log: this.log.logger, heightPollMs: HEIGHT_POLL_MS, now: () => Date.now() + this.clockOffsetMs })
+    this.agent = await Agent.start(this.config, { log: this.log.logger, heightPollMs: HEIGHT_POLL_MS, now: () => Date.now() + this.clockOffsetMs, swarm: false })
     const { host, port } = this.agent.api!.address
     this.client = new LnmuxService(`${host}:${port}`, grpc.credentials.createInsecure())
     // Agent.start returns once the interceptor streams are asked for; lnd registers them a moment
