@@ -158,6 +158,8 @@ export class ClusterSim {
   dropIf: (from: string, to: string, message: Message) => boolean = () => false
   /** Called for every action, after the harness applied it. */
   onAction: (agent: SimAgent, action: MemberAction) => void = () => {}
+  /** Called when an agent's store made a record durable, before the member hears of it. */
+  onStored: (agent: SimAgent, record: MuxRecord) => void = () => {}
   private readonly cut = new Set<string>()
   /** Links whose connection broke, until they reconnect. */
   private readonly broken = new Set<string>()
@@ -358,7 +360,8 @@ export class ClusterSim {
             const byAgent = this.storedAt.get(key) ?? new Map<string, number>()
             if (!byAgent.has(id)) byAgent.set(id, this.now)
             this.storedAt.set(key, byAgent)
-            this.apply(agent, member.recordPersisted(action.record))
+            this.onStored(agent, action.record)
+            if (agent.alive && agent.member === member) this.apply(agent, member.recordPersisted(action.record))
           })
           break
         case 'edge-record':
