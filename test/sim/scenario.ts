@@ -47,6 +47,8 @@ interface Payment {
 export interface ScenarioReport {
   seed: number
   agents: number
+  /** Roles in agent order: C candidate, E edge, W witness, with the nodes each holds (e.g. C2 E1 W0). */
+  roles: string
   nodes: number
   payments: number
   settledPayments: number
@@ -139,6 +141,11 @@ class Scenario {
 
   private at(delayMs: number, run: () => void): void {
     this.tasks.push({ at: this.sim.now + delayMs, run })
+  }
+
+  private runTasksNow(): void {
+    for (const t of this.tasks) t.at = Math.min(t.at, this.sim.now)
+    this.runTasks()
   }
 
   private runTasks(): void {
@@ -436,6 +443,9 @@ class Scenario {
       // The application finishes while everything is up.
       const settleBy = sim.now + 20_000
       while (sim.now < settleBy && this.payments.some((p) => this.busy(p))) this.slice(false)
+      // Leaders may have died at settlement steps meanwhile: their restarts are due by now.
+      this.runTasksNow()
+      this.expectLeader('the application finished')
       this.deadlines()
       for (let i = 0; i < 30; i++) this.slice(false)
     } catch (err) {
@@ -446,6 +456,7 @@ class Scenario {
     return {
       seed: this.seed,
       agents: this.specs.length,
+      roles: this.specs.map((s) => `${s.candidate ? 'C' : s.witness ? 'W' : 'E'}${s.nodes.length}`).join(' '),
       nodes: this.nodeCount(),
       payments: this.payments.length,
       settledPayments: this.payments.filter((p) => p.settleCommitted).length,
@@ -468,6 +479,14 @@ class Scenario {
     for (const a of sim.agents.values()) sim.restart(a.spec.id)
     for (const a of sim.agents.values()) sim.lndUp(a.spec.id)
     sim.runUntil(() => sim.whole, 5000)
+    this.expectLeader('every agent, LND and link is back')
+  }
+
+  /** Fail-over takes under 5 s (DESIGN.md); with everything up, a leader must serve well within 20 s. */
+  private expectLeader(since: string): void {
+    const sim = this.sim
+    const took = sim.runUntil(() => sim.serving() !== undefined, 20_000)
+    if (sim.serving() === undefined) sim.violation('liveness', `no leader serves ${took} ms after ${since}`)
   }
 
   private busy(p: Payment): boolean {
