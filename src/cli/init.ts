@@ -1,7 +1,9 @@
-// `node src init [--candidate] [--secret HEX]`: writes config/local.json with a fresh cluster secret
-// (or the one the other operators shared) and, for a candidate, a fresh identity key. Never overwrites.
-import { existsSync, writeFileSync } from 'node:fs'
+// `node src init [--candidate] [--secret HEX] [--regtest]`: writes config/local.json with a fresh
+// cluster secret (or the one the other operators shared), for a candidate a fresh identity key, and
+// with --regtest the cluster nodes of `npm run regtest -- up` (Alice and Bob). Never overwrites.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { configDir } from '../config/load.ts'
 import { newClusterSecret, newIdentityKey, parseClusterSecret } from '../config/secrets.ts'
 import { secp256k1 } from '../ln/secp256k1.ts'
@@ -9,15 +11,24 @@ import { secp256k1 } from '../ln/secp256k1.ts'
 export interface InitOptions {
   candidate: boolean
   secret: string | null
+  regtest: boolean
 }
 
+/** Written by `npm run regtest -- up` (HIGHWIRE_REGTEST_DIR moves it): each node in the shape of `lnd.nodes[]`. */
+function regtestEnvPath(): string {
+  return join(process.env.HIGHWIRE_REGTEST_DIR ?? fileURLToPath(new URL('../../.regtest', import.meta.url)), 'env.json')
+}
+/** The regtest network's cluster nodes; Carol is the payer. */
+const REGTEST_CLUSTER_NODES = ['alice', 'bob']
+
 export function parseInitArgs(args: string[]): InitOptions | { problem: string } {
-  const opts: InitOptions = { candidate: false, secret: null }
+  const opts: InitOptions = { candidate: false, secret: null, regtest: false }
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]
     if (arg === '--candidate') opts.candidate = true
+    else if (arg === '--regtest') opts.regtest = true
     else if (arg === '--secret' && i + 1 < args.length) opts.secret = args[++i]!
-    else return { problem: `init: unknown argument ${JSON.stringify(arg)} (usage: init [--candidate] [--secret HEX])` }
+    else return { problem: `init: unknown argument ${JSON.stringify(arg)} (usage: init [--candidate] [--secret HEX] [--regtest])` }
   }
   return opts
 }
@@ -40,8 +51,19 @@ export function initCommand(args: string[], out: (line: string) => void): number
       return 2
     }
   }
-  const local: { cluster: { secret: string }; mux?: { identityKey: string } } = {
+  const local: { network?: string; cluster: { secret: string }; mux?: { identityKey: string }; lnd?: { nodes: unknown[] } } = {
     cluster: { secret: opts.secret ?? newClusterSecret() }
+  }
+  if (opts.regtest) {
+    let env: { nodes: { name: string }[] }
+    try {
+      env = JSON.parse(readFileSync(regtestEnvPath(), 'utf8'))
+    } catch {
+      out(`init: --regtest needs ${regtestEnvPath()}; run \`npm run regtest -- up\` first`)
+      return 1
+    }
+    local.network = 'regtest'
+    local.lnd = { nodes: env.nodes.filter((n) => REGTEST_CLUSTER_NODES.includes(n.name)) }
   }
   let muxPubkey: string | null = null
   if (opts.candidate) {
@@ -51,6 +73,7 @@ export function initCommand(args: string[], out: (line: string) => void): number
   }
   writeFileSync(file, JSON.stringify(local, null, 2) + '\n', { mode: 0o600, flag: 'wx' })
   out(`wrote ${file} (mode 0600)`)
+  if (local.lnd) out(`lnd nodes: ${local.lnd.nodes.map((n) => (n as { name: string }).name).join(', ')} from ${regtestEnvPath()}`)
   out(opts.secret === null
     ? 'cluster secret: new; give it to the other operators over a secure channel (they run `node src init --secret ...`)'
     : 'cluster secret: the one given with --secret')
