@@ -1,0 +1,152 @@
+// The cluster the decision and fail-over benchmarks run: a simulated lightning network (Carol paying,
+// Alice and Bob with --requireinterceptor, served over lnd's gRPC by SimLndServer) and a local DHT
+// testnet on 127.0.0.1 in this process; each agent a child process (agent-process.ts) holding only
+// its own node's credentials. Agents are asked for their standing over the highwire.Cluster RPC.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import * as grpc from '@grpc/grpc-js'
+import createTestnet from 'hyperdht/testnet.js'
+import { fetchStatus, type ClusterStatus } from '../src/api/status.ts'
+import { DEFAULT_TIMING, type MemberTiming } from '../src/cluster/member.ts'
+import { newClusterSecret, newIdentityKey } from '../src/config/secrets.ts'
+import type { HighwireConfig } from '../src/config/schema.ts'
+import { SimNetwork, type SimNode } from '../src/sim/network.ts'
+import { SimLndServer } from '../src/sim/server.ts'
+
+const AGENT_SCRIPT = fileURLToPath(new URL('./agent-process.ts', import.meta.url))
+export const CHANNEL_MSAT = 10n ** 12n
+
+export interface AgentSpec {
+  name: string
+  /** The simulated node it holds, or none (a witness). */
+  node: 'alice' | 'bob' | null
+  candidate: boolean
+  autoSettle?: boolean
+}
+
+export class BenchAgent {
+  child: ChildProcess | null = null
+  id = ''
+  address = ''
+  stderr: string[] = []
+
+  constructor(readonly spec: AgentSpec, readonly config: HighwireConfig, readonly timing: MemberTiming) {}
+
+  async start(): Promise<void> {
+    const json = JSON.stringify(this.config, (_key, v: unknown) => (v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? { hex: Buffer.from(v instanceof Uint8Array ? v : (v as { data: number[] }).data).toString('hex') } : v))
+    const child = spawn(process.execPath, ['--import', 'tsx', AGENT_SCRIPT, json, JSON.stringify(this.timing)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line))
+    const exited = once(child, 'exit').then(() => { throw new Error(`agent ${this.spec.name} exited at start: ${this.stderr.slice(-5).join(' | ')}`) })
+    const [first] = (await Promise.race([once(createInterface({ input: child.stdout! }), 'line'), exited])) as [string]
+    const { id, port } = JSON.parse(first) as { id: string; port: number }
+    this.id = id
+    this.address = `127.0.0.1:${port}`
+  }
+
+  status(): Promise<ClusterStatus> {
+    return fetchStatus(this.address, grpc.credentials.createInsecure(), 1000)
+  }
+
+  /** SIGKILL: no goodbye to peers, no close of streams; the others notice by silence. */
+  async kill(): Promise<void> {
+    const child = this.child
+    this.child = null
+    if (child === null || child.exitCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGKILL')
+    await exited
+  }
+}
+
+export class SimCluster {
+  readonly agents: BenchAgent[] = []
+  private constructor(
+    readonly network: SimNetwork,
+    readonly carol: SimNode,
+    readonly nodes: Map<'alice' | 'bob', SimNode>,
+    readonly servers: SimLndServer[],
+    private readonly testnet: { bootstrap: { host: string; port: number }[]; destroy(): Promise<void> },
+    private readonly dirs: string[],
+    readonly identityKey: Uint8Array
+  ) {}
+
+  static async start(specs: AgentSpec[], timing: MemberTiming = DEFAULT_TIMING): Promise<SimCluster> {
+    const testnet = await createTestnet(3, { host: '127.0.0.1' })
+    const network = new SimNetwork({ clock: Date.now, random: (n) => randomBytes(n) })
+    const carol = network.addNode({ name: 'carol', secretKey: randomBytes(32), requireInterceptor: false })
+    const nodes = new Map<'alice' | 'bob', SimNode>()
+    const servers: SimLndServer[] = []
+    for (const name of ['alice', 'bob'] as const) {
+      const node = network.addNode({ name, secretKey: randomBytes(32), requireInterceptor: true })
+      network.openChannel(carol, node, { capacityMsat: CHANNEL_MSAT })
+      nodes.set(name, node)
+    }
+    const dirs = await Promise.all(specs.map((s) => mkdtemp(join(tmpdir(), `highwire-bench-${s.name}-`))))
+    const cluster = new SimCluster(network, carol, nodes, servers, testnet, dirs, newIdentityKey())
+    try {
+      const used = new Map<string, SimLndServer>()
+      for (const name of new Set(specs.flatMap((s) => (s.node === null ? [] : [s.node])))) used.set(name, await SimLndServer.start(nodes.get(name)!))
+      servers.push(...used.values())
+      const secret = Buffer.from(newClusterSecret(), 'hex')
+      specs.forEach((spec, i) => cluster.agents.push(new BenchAgent(spec, cluster.config(spec, secret, dirs[i]!, spec.node === null ? null : used.get(spec.node)!), timing)))
+      await Promise.all(cluster.agents.map((a) => a.start()))
+      return cluster
+    } catch (err) {
+      await cluster.close()
+      throw err
+    }
+  }
+
+  private config(spec: AgentSpec, secret: Uint8Array, storage: string, server: SimLndServer | null): HighwireConfig {
+    return {
+      network: 'regtest',
+      cluster: { secret, members: [], bootstrap: this.testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
+      mux: {
+        identityKey: spec.candidate ? this.identityKey : null,
+        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
+        maxRouteHints: 3,
+        minFinalCltvExpiry: 18,
+        mppTimeoutMs: 60_000,
+        acceptTimeoutMs: 600_000,
+        autoSettle: spec.autoSettle ?? false,
+        priority: 0
+      },
+      lnd: { nodes: server === null ? [] : [server.connection], allowUnsafe: false },
+      storage: { path: storage },
+      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
+      log: { level: 'warn' }
+    }
+  }
+
+  agent(name: string): BenchAgent {
+    return this.agents.find((a) => a.spec.name === name)!
+  }
+
+  /** Waits until one agent serves and every running agent follows it with all peers connected. */
+  async settled(limitMs = 30_000): Promise<BenchAgent> {
+    const started = Date.now()
+    for (;;) {
+      const running = this.agents.filter((a) => a.child !== null)
+      const statuses = await Promise.all(running.map((a) => a.status().catch(() => null)))
+      const leader = running.find((_, i) => statuses[i]?.serving === true)
+      const agreed = statuses.every((s) => s !== null && leader !== undefined && Buffer.from(s.leader ?? []).toString('hex') === leader.id && s.members.filter((m) => m.connected).length === running.length)
+      if (leader !== undefined && agreed) return leader
+      if (Date.now() - started > limitMs) throw new Error(`no settled leader within ${limitMs} ms`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const agent of this.agents) await agent.kill()
+    for (const server of this.servers) await server.close()
+    await this.testnet.destroy()
+    for (const dir of this.dirs) await rm(dir, { recursive: true, force: true })
+  }
+}
