@@ -34,6 +34,8 @@ export class NodeLink {
   private readonly interceptor: HtlcInterceptor
   private finals: { stop(): void } | null = null
   private heightTimer: NodeJS.Timeout | null = null
+  /** The last inbound capacity read, so that an invoice never waits on a slow node. */
+  private inbound: { msat: bigint; at: number } | null = null
 
   private constructor(opts: NodeLinkOptions, client: LndClient, alias: string, height: number) {
     this.opts = opts
@@ -78,13 +80,29 @@ export class NodeLink {
     return this.interceptor.resolve(circuit, decision)
   }
 
-  /** What peers can still push to this node over its active channels: its inbound capacity. */
-  async inboundMsat(): Promise<bigint> {
+  /**
+   * What peers can still push to this node over its active channels (its inbound capacity), as last
+   * read within `maxAgeMs`; null when the node has not answered lately (it then carries no hint).
+   */
+  inboundMsat(now: number, maxAgeMs: number): bigint | null {
+    return this.inbound !== null && now - this.inbound.at <= maxAgeMs ? this.inbound.msat : null
+  }
+
+  /** Reads the inbound capacity from ListChannels; throws, and forgets the last reading, if the node does not answer. */
+  async refreshInbound(now: number): Promise<bigint> {
+    let channels
+    try {
+      channels = await this.client.listChannels({ activeOnly: true })
+    } catch (err) {
+      this.inbound = null
+      throw err
+    }
     let total = 0n
-    for (const channel of await this.client.listChannels({ activeOnly: true })) {
+    for (const channel of channels) {
       const usable = channel.remoteBalanceMsat - channel.remoteReserveMsat
       if (usable > 0n) total += usable
     }
+    this.inbound = { msat: total, at: now }
     return total
   }
 

@@ -28,6 +28,13 @@ import { ApiForwarder, ApiResponder } from './api-forward.ts'
 export const SOFTWARE = 'highwire/0.1.0'
 /** How often a hello is re-sent with fresh inbound capacities. */
 const HELLO_REFRESH_MS = 30_000
+/** How often own nodes' inbound capacity is read, and how old a reading may be to carry a hint. */
+const INBOUND_REFRESH_MS = 10_000
+const INBOUND_MAX_AGE_MS = 35_000
+/** How long an invoice waits for a live inbound reading before it uses the last one. */
+const INBOUND_LIVE_WAIT_MS = 1000
+/** How often settled HTLCs without a final resolution are looked up (FinalHtlcEvents can be missed). */
+const RECONCILE_MS = 15_000
 
 export interface AgentOptions {
   log: Logger
@@ -156,11 +163,15 @@ export class Agent {
     }
     this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records })
     this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
+    await this.refreshInbound()
+    this.every(INBOUND_REFRESH_MS, () => void this.refreshInbound())
+    this.every(RECONCILE_MS, () => {
+      for (const link of this.nodes) void this.reconcile(link)
+    })
     if (opts.swarm !== false) await this.joinSwarm(opts.swarm?.host)
     else this.apply(this.member.standAlone())
     for (const link of this.nodes) link.start()
-    const tick = setInterval(() => this.apply(this.member.tick(this.clock())), opts.tickMs ?? 50)
-    this.timers.push(tick)
+    this.every(opts.tickMs ?? 50, () => this.apply(this.member.tick(this.clock())))
     const services = [clusterStatusService(() => this.status(), this.log.child('api'))]
     this.api = await ApiServer.start({ api: this.invoices, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api'), services })
     this.log.info('api listening', { address: this.api.address })
@@ -199,15 +210,26 @@ export class Agent {
       void this.record({ type: 'peer_disconnect', time: this.clock(), peer: Buffer.from(peer, 'hex'), reason: '' })
       this.apply(this.member.disconnected(peer))
     })
-    const refresh = setInterval(() => void this.localHello().then((hello) => swarm.updateHello(hello)), HELLO_REFRESH_MS)
-    refresh.unref()
-    this.timers.push(refresh)
+    this.every(HELLO_REFRESH_MS, () => void this.localHello().then((hello) => swarm.updateHello(hello)))
     this.log.info('joined the cluster topic', { agent: this.id })
+  }
+
+  private every(ms: number, run: () => void): void {
+    const timer = setInterval(run, ms)
+    timer.unref()
+    this.timers.push(timer)
+  }
+
+  /** Reads every own node's inbound capacity; a node that does not answer is logged and skipped. */
+  private async refreshInbound(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.refreshInbound(this.clock()).catch((err: Error) => {
+      this.log.warn('inbound capacity unknown: no route hint through this node until it answers', { node: n.name, error: err })
+    })))
   }
 
   private async localHello(): Promise<LocalHello> {
     const role = agentRole(this.config)
-    const own = await this.ownHintCandidates()
+    const own = this.ownHintCandidates()
     return {
       role,
       priority: this.config.mux.priority,
@@ -398,26 +420,40 @@ export class Agent {
     if (event.type === 'stream_open') this.log.info('lnd stream open', { node: link.name, stream: event.stream, attempt: event.attempt })
     else if (event.type === 'stream_closed') {
       this.log.warn('lnd stream closed', { node: link.name, stream: event.stream, error: event.error ?? undefined })
+      // A node that went away must stop carrying route hints at once, not when its reading ages out.
+      if (event.stream === 'HtlcInterceptor') void link.refreshInbound(this.clock()).catch(() => {})
       void this.record({ type: 'lnd_disconnect', time: this.clock(), node: Buffer.from(link.pubkey, 'hex'), reason: `${event.stream}: ${event.error ?? 'closed'}` })
     } else if (event.type !== 'stream_retry') this.log.debug(event.type, { node: link.name })
   }
 
   // --- the cluster's nodes, for route hints and GetInfo ---
 
-  /** Own nodes that answer, with their inbound capacity; a node that is down carries no hint. */
-  private async ownHintCandidates(): Promise<HintCandidate[]> {
-    const answers = await Promise.allSettled(this.nodes.map(async (n) => ({ pubkey: n.pubkey, inboundMsat: await n.inboundMsat() })))
+  /** Own nodes that answered lately, with their inbound capacity; a node that is down carries no hint. */
+  private ownHintCandidates(): HintCandidate[] {
+    const now = this.clock()
     const candidates: HintCandidate[] = []
-    answers.forEach((answer, i) => {
-      if (answer.status === 'fulfilled') candidates.push(answer.value)
-      else this.log.warn('inbound capacity unknown: no route hint through this node', { node: this.nodes[i]!.name, error: answer.reason as Error })
-    })
+    for (const n of this.nodes) {
+      const inboundMsat = n.inboundMsat(now, INBOUND_MAX_AGE_MS)
+      if (inboundMsat !== null) candidates.push({ pubkey: n.pubkey, inboundMsat })
+    }
     return candidates
   }
 
-  /** Own nodes, live, and the connected peers' nodes as their hellos announce them. */
+  /**
+   * Reads own nodes live, waiting at most INBOUND_LIVE_WAIT_MS: a node that refuses is dropped at
+   * once, one that is slow keeps its last reading, so an invoice never waits on a hung node.
+   */
+  private async liveHintCandidates(): Promise<HintCandidate[]> {
+    let timer: NodeJS.Timeout | undefined
+    const patience = new Promise<void>((resolve) => (timer = setTimeout(resolve, INBOUND_LIVE_WAIT_MS)))
+    await Promise.race([Promise.allSettled(this.nodes.map((n) => n.refreshInbound(this.clock()))), patience])
+    clearTimeout(timer)
+    return this.ownHintCandidates()
+  }
+
+  /** Own nodes, and the connected peers' nodes as their hellos announce them. */
   async hintCandidates(): Promise<HintCandidate[]> {
-    const candidates = await this.ownHintCandidates()
+    const candidates = await this.liveHintCandidates()
     for (const status of this.swarm?.peers.list() ?? []) {
       for (const node of status.hello?.nodes ?? []) candidates.push({ pubkey: hex(node.pubkey), inboundMsat: node.inboundMsat })
     }

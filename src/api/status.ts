@@ -235,7 +235,7 @@ export function readAgentStatus(agent: Agent, software: string, nowMs: number): 
       host: hosts.get(link.name) ?? '',
       height: link.height,
       getInfo: () => link.client.getInfo(),
-      inboundMsat: () => link.inboundMsat()
+      inboundMsat: () => link.refreshInbound(nowMs)
     })),
     muxPubkey: agent.muxPubkey()
   }, nowMs)

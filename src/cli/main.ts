@@ -14,7 +14,7 @@ commands:
                            config/default.json (NODE_CONFIG_DIR to use another folder)
   init [--candidate]       write config/local.json with a fresh 32-byte cluster secret (or the one
        [--secret HEX]      the other operators gave you) and, with --candidate, a fresh identity key;
-       [--regtest]         --regtest adds Alice and Bob of `npm run regtest -- up` as this agent's nodes
+       [--regtest]         --regtest adds Alice and Bob of the regtest network (npm run regtest -- up)
   decode <bolt11>          print a BOLT 11 invoice as JSON and check its signature
   demo                     simulated LND nodes, one invoice paid in two parts through two nodes,
                            accepted and settled through the lnmux API: the whole path in a minute
