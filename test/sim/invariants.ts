@@ -153,19 +153,27 @@ function checkWriteAhead(sim: ClusterSim, add: (invariant: string, detail: strin
     for (const t of sim.storedAt.get(`settle_requested:${hash}`)?.values() ?? []) if (t <= at) n++
     return n
   }
-  const recorded = new Set<string>()
+  // Who took each edge decision, and which leaders committed which settle records themselves (as
+  // opposed to serving one they gathered from other members when they took over).
+  const recorded = new Map<string, string>()
+  const committedBy = new Set<string>()
+  const origin = (leader: string, hash: string): string => (committedBy.has(`${leader}|${hash}`) ? 'committed' : 'gathered')
   for (const { at, agent, action } of sim.log) {
+    if (action.type === 'committed' && action.record.type === 'settle_requested') committedBy.add(`${agent}|${hex(action.record.hash)}`)
     if (action.type === 'send' && action.message.type === 'htlc-decision' && action.message.resolution.kind === 'settle') {
       const hash = hex(sha256(action.message.resolution.preimage))
-      if (storedBy(hash, at) < need) add('6-write-ahead', `${agent.slice(0, 8)} sent a preimage for ${short(hash)} held by ${storedBy(hash, at)} of ${voters} voters`)
+      const held = storedBy(hash, at)
+      if (held < need) add('6-write-ahead', `${agent.slice(0, 8)} sent the preimage of a ${origin(agent, hash)} settle record for ${short(hash)} held by ${held} of ${voters} voters`)
     }
-    if (action.type === 'edge-record') recorded.add(`${agent}|${action.id}`)
+    if (action.type === 'edge-record') recorded.set(`${agent}|${action.id}`, action.from)
     if (action.type === 'resolve') {
       const id = edgeHtlcId(action.htlc)
-      if (!recorded.has(`${agent}|${id}`)) add('6-write-ahead', `${agent.slice(0, 8)} resolved ${id} before recording the decision`)
+      const from = recorded.get(`${agent}|${id}`)
+      if (from === undefined) add('6-write-ahead', `${agent.slice(0, 8)} resolved ${id} before recording the decision`)
       const hash = hex(action.htlc.paymentHash)
-      if (action.decision.action === 'settle' && storedBy(hash, at) < need) {
-        add('6-write-ahead', `${id} settled on its LND while ${storedBy(hash, at)} of ${voters} voters held the settle record`)
+      const held = storedBy(hash, at)
+      if (action.decision.action === 'settle' && held < need) {
+        add('6-write-ahead', `${id} settled on its LND, decided by ${from?.slice(0, 8)} from a ${origin(from ?? '', hash)} settle record held by ${held} of ${voters} voters`)
       }
     }
   }
