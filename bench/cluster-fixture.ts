@@ -138,7 +138,10 @@ export class SimCluster {
       const leader = running.find((_, i) => statuses[i]?.serving === true)
       const agreed = statuses.every((s) => s !== null && leader !== undefined && Buffer.from(s.leader ?? []).toString('hex') === leader.id && s.members.filter((m) => m.connected).length === running.length)
       if (leader !== undefined && agreed) return leader
-      if (Date.now() - started > limitMs) throw new Error(`no settled leader within ${limitMs} ms`)
+      if (Date.now() - started > limitMs) {
+        const views = statuses.map((s, i) => `${running[i]!.spec.name}: ${s === null ? 'no answer' : `term ${s.term} ${s.standing}${s.serving ? ' serving' : ''}, ${s.members.filter((m) => m.connected).length} connected`}`)
+        throw new Error(`no settled leader within ${limitMs} ms (${views.join('; ')})`)
+      }
       await new Promise((r) => setTimeout(r, 50))
     }
   }

@@ -140,7 +140,7 @@ test('each agent reports the same term and leader, every member with its nodes a
   assert.deepEqual(fromA.lnd.map((l) => [l.name, hex(l.pubkey), l.reachable, l.syncedToChain, l.error]), [['alice', a.nodes[0]!.pubkey, true, true, '']])
   assert.equal(fromA.lnd[0]!.host, c.servers.get('alice')!.connection.host)
   assert.equal(fromA.lnd[0]!.blockHeight, a.nodes[0]!.height)
-  assert.equal(role(fromA, a).nodes[0]!.inboundMsat, await a.nodes[0]!.inboundMsat())
+  assert.equal(role(fromA, a).nodes[0]!.inboundMsat, await a.nodes[0]!.refreshInbound(Date.now()))
   assert.deepEqual(statuses.get('W')!.lnd, [])
   assert.equal(statuses.get('W')!.role, 'witness')
 })

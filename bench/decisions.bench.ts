@@ -1,0 +1,117 @@
+// HTLC decisions through a two-agent cluster on loopback: edge agent → leader → edge agent, every
+// step real. Carol offers HTLCs to Bob (simulated lnd, --requireinterceptor) with onions built as a
+// payer would for the virtual node; Bob's agent B (an edge: Bob's credentials, no identity key)
+// intercepts them over lnd's gRPC stream and offers each to the leader A (Alice's operator, the only
+// candidate) over Hyperswarm; A peels the onion, checks the payment against its stateless invoice,
+// and, autoSettle on, writes the settle record durably on itself and B (the two voters) before it
+// sends the signed decision; B records the decision durably and settles the HTLC at Bob. Measured
+// from Carol's update_add_htlc (Bob intercepts it at once) to the settle reaching Carol.
+// Onions are built before the clock starts: they are the payer's cost, not the cluster's.
+// Reference, same run: one durable audit append (the write-ahead each decision waits for three times
+// in sequence: the leader's settle record, the edge's copy of it, the edge's decision).
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AuditLog } from '../src/audit/log.ts'
+import { buildOnion, encodeHopPayload } from '../src/ln/onion.ts'
+import { virtualScid } from '../src/ln/scid.ts'
+import { secp256k1 } from '../src/ln/secp256k1.ts'
+import { newPaymentAddr, statelessPreimage } from '../src/ln/stateless.ts'
+import type { HtlcAdd, HtlcOutcome } from '../src/sim/network.ts'
+import { SimCluster } from './cluster-fixture.ts'
+import type { Emit } from './index.ts'
+
+const AMOUNT_MSAT = 1_000_000n
+const MIN_FINAL_CLTV = 18 // the agents' mux.minFinalCltvExpiry
+const HINT_CLTV_DELTA = 40 // the agents' routing policy
+const PACED_PER_S = 100
+const PACED_COUNT = 300
+const PIPELINED_COUNT = 3000
+/** HTLCs in flight at once: below BOLT 2's max_accepted_htlcs (483) on Carol's channel to Bob. */
+const WINDOW = 300
+const WARMUP = 50
+const TARGET_PER_S = 2000
+const TARGET_P99_MS = 20
+
+const DURABLE_APPENDS = 50
+
+/** Median ms of a lone durable append of an htlc_decided record to a fresh audit log. */
+async function durableAppendMs(): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'highwire-bench-audit-'))
+  const log = await AuditLog.open({ path: dir })
+  try {
+    const times: number[] = []
+    for (let i = 0; i < DURABLE_APPENDS; i++) {
+      const started = performance.now()
+      await log.append({ type: 'htlc_decided', time: Date.now(), node: new Uint8Array(33).fill(2), chanId: 1n, htlcId: BigInt(i), hash: randomBytes(32), term: 1, action: 'settle', reason: '' }, { durable: true })
+      times.push(performance.now() - started)
+    }
+    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!
+  } finally {
+    await log.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+export default async function (emit: Emit): Promise<void> {
+  emit('audit_durable_append_p50_ms', await durableAppendMs(), 'ms', { count: DURABLE_APPENDS, reference_for: 'htlc_decision latency: three in sequence per settle' })
+  const cluster = await SimCluster.start([
+    { name: 'A', node: 'alice', candidate: true, autoSettle: true },
+    { name: 'B', node: 'bob', candidate: false }
+  ])
+  try {
+    const leader = await cluster.settled()
+    if (leader.spec.name !== 'A') throw new Error('A, the only candidate, must lead')
+    const bob = cluster.nodes.get('bob')!
+    const channel = cluster.network.channelsOf(cluster.carol).find((c) => c.peer(cluster.carol) === bob)!
+    const virtualNode = secp256k1.publicKey(cluster.identityKey)
+    const expiryUnix = Math.floor(Date.now() / 1000) + 3600
+
+    /** One single-part payment of a fresh stateless invoice, through Bob's route hint. */
+    const payment = (): HtlcAdd => {
+      const paymentAddr = newPaymentAddr(expiryUnix, AMOUNT_MSAT, randomBytes(16))
+      const paymentHash = createHash('sha256').update(statelessPreimage(cluster.identityKey, paymentAddr)).digest()
+      const finalCltv = cluster.network.height + MIN_FINAL_CLTV + 3
+      const hops = [
+        { pubkey: bob.pubkey, payload: encodeHopPayload({ amtToForward: AMOUNT_MSAT, outgoingCltvValue: finalCltv, shortChannelId: virtualScid(bob.pubkey) }) },
+        { pubkey: virtualNode, payload: encodeHopPayload({ amtToForward: AMOUNT_MSAT, outgoingCltvValue: finalCltv, paymentData: { paymentSecret: paymentAddr, totalMsat: AMOUNT_MSAT } }) }
+      ]
+      return { amountMsat: AMOUNT_MSAT, expiry: finalCltv + HINT_CLTV_DELTA, paymentHash, onion: buildOnion(hops, randomBytes(32), paymentHash).packet }
+    }
+    /** Offers one HTLC; resolves with ms from the offer to the settle. */
+    const offer = (add: HtlcAdd): Promise<number> => new Promise((resolve, reject) => {
+      const sent = performance.now()
+      cluster.network.offerHtlc(cluster.carol, channel, add, (outcome: HtlcOutcome) => {
+        if (outcome.type === 'settled') resolve(performance.now() - sent)
+        else reject(new Error(`HTLC ${outcome.type}, not settled`))
+      })
+    })
+
+    await Promise.all(Array.from({ length: WARMUP }, () => offer(payment())))
+
+    const paced = Array.from({ length: PACED_COUNT }, payment)
+    const latencies: Promise<number>[] = []
+    for (const add of paced) {
+      latencies.push(offer(add))
+      await new Promise((r) => setTimeout(r, 1000 / PACED_PER_S))
+    }
+    const sorted = (await Promise.all(latencies)).sort((a, b) => a - b)
+    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+    const pacedContext = { paced_per_s: PACED_PER_S, count: PACED_COUNT, path: 'carol→bob(B edge)→A leader→B→bob, settle' }
+    emit('htlc_decision_p50_ms', at(0.5), 'ms', pacedContext)
+    emit('htlc_decision_p99_ms', at(0.99), 'ms', { ...pacedContext, target_ms: TARGET_P99_MS })
+
+    const pipelined = Array.from({ length: PIPELINED_COUNT }, payment)
+    const started = performance.now()
+    let next = 0
+    const lane = async (): Promise<void> => {
+      while (next < pipelined.length) await offer(pipelined[next++]!)
+    }
+    await Promise.all(Array.from({ length: WINDOW }, lane))
+    const seconds = (performance.now() - started) / 1000
+    emit('htlc_decisions_per_s', PIPELINED_COUNT / seconds, 'decisions/s', { count: PIPELINED_COUNT, in_flight: WINDOW, target_per_s: TARGET_PER_S, decision: 'settle, committed on both voters' })
+  } finally {
+    await cluster.close()
+  }
+}
