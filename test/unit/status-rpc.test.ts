@@ -101,6 +101,8 @@ test('each agent reports the same term and leader, every member with its nodes a
   const c = await cluster(t)
   const [a, b, w] = await Promise.all([c.start('A'), c.start('B'), c.start('W')])
   const leader = await settled(c)
+  // Round-trip times come with the first pongs (the swarm pings every second).
+  await until(() => [a, b, w].every((x) => x.swarm!.peers.ready().every((p) => p.rttMs !== null)))
   const statuses = new Map<Name, ClusterStatus>([['A', await ask(a)], ['B', await ask(b)], ['W', await ask(w)]])
 
   for (const [name, s] of statuses) {
