@@ -55,6 +55,9 @@ export function checkInvariants(sim: ClusterSim, app: AppLog): Violation[] {
     if (resolutionOf.has(key)) add('4-one-resolution', `${key} resolved twice on its LND`)
     resolutionOf.set(key, r)
   }
+  // HTLCs an edge failed on its own, at its deadline, rather than on a leader's decision.
+  const ownDeadline = new Set<string>()
+  for (const { agent, action } of sim.log) if (action.type === 'edge-record' && action.from === agent && action.decision.action === 'fail' && 'failureCode' in action.decision) ownDeadline.add(`${agent}|${action.id}`)
   const settledByHash = new Map<string, Resolution[]>()
   for (const r of sim.resolutions) {
     if (r.by !== 'agent' || r.decision.action !== 'settle') continue
@@ -93,7 +96,8 @@ export function checkInvariants(sim: ClusterSim, app: AppLog): Violation[] {
         add('1-no-money-left-behind', `${short(hash)}: ${key} of the settled set was never resolved`)
       } else if (r.decision.action !== 'settle') {
         complete = false
-        add('1-no-money-left-behind', `${short(hash)}: ${key} of the settled set was failed (${r.by} at height ${r.height})`)
+        const how = r.by === 'lnd' ? 'by lnd at its auto_fail_height' : ownDeadline.has(`${r.agent}|${key}`) ? "by its holder's deadline: no settle decision reached it" : 'by a decision'
+        add('1-no-money-left-behind', `${short(hash)}: ${key} of the settled set was failed at height ${r.height} ${how}`)
       } else settledMsat += r.htlc.outgoingAmountMsat
     }
     // Every settled msat accounted for: the parts add up to the invoice and to the record.

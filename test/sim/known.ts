@@ -25,6 +25,16 @@ export const KNOWN_ISSUES: KnownIssue[] = [
     matches: (v, vs) => v.invariant === 'liveness' || (hasLiveness(vs) && v.invariant === '1-no-money-left-behind')
   },
   {
+    // src/cluster/member.ts sendDecision drops a decision whose holder is not connected right now
+    // ('holder_unreachable'), and a decision in flight is lost with a broken connection; when the
+    // holder reconnects to the same leader in the same term, neither side sends it again (the edge
+    // re-forwards only on a leader change), so the holder fails its part of a settled set at its
+    // deadline.
+    name: 'a settle decision lost to a reconnect is never sent again; the holder fails its part at the deadline',
+    seed: 1810,
+    matches: (v, vs) => !hasLiveness(vs) && v.invariant === '1-no-money-left-behind' && v.detail.includes("by its holder's deadline")
+  },
+  {
     // src/cluster/member.ts finishGathering: a new leader serves settle records gathered from one
     // member without storing them on a majority first; queued offers get the preimage at once.
     name: 'a new leader sends preimages of gathered settle records before a majority stores them',
