@@ -34,7 +34,7 @@ const reproduce = (seed: number): string => `npm run soak -- --seeds 1 --from ${
 const signature = (invariant: string, detail: string): string => `${invariant}: ${detail.replace(/[0-9a-f]{8,}\S*/g, '…').replace(/\d+/g, 'N')}`
 
 const faults = new Map<string, number>()
-const groups = new Map<string, { known: string | undefined; seeds: number[] }>()
+const groups = new Map<string, { seeds: number[] }>()
 let replays = 0
 let simulatedMs = 0
 let settled = 0
@@ -60,8 +60,8 @@ for (let seed = from; seed < from + seeds; seed++) {
   for (const v of report.violations) {
     const known = knownIssue(v, report.violations)?.name
     if (known === undefined) fresh = true
-    const key = `${known === undefined ? 'NEW' : 'known'} ${signature(v.invariant, v.detail)}`
-    const group = groups.get(key) ?? { known, seeds: [] }
+    const key = `${known === undefined ? 'NEW' : 'known'} ${signature(v.invariant, v.detail)}${known === undefined ? '' : `\n        known issue: ${known}`}`
+    const group = groups.get(key) ?? { seeds: [] }
     if (group.seeds.at(-1) !== seed) group.seeds.push(seed)
     groups.set(key, group)
   }
@@ -79,9 +79,8 @@ console.log(`payments: ${payments}, settled: ${settled}, resolutions replayed al
 console.log('faults injected:')
 for (const [kind, n] of [...faults].sort((a, b) => b[1] - a[1])) console.log(`  ${kind.padEnd(36)} ${n}`)
 console.log(`violations: ${failedSeeds} seeds with any, ${newSeeds} with one not known`)
-for (const [key, { known, seeds: hit }] of [...groups].sort((a, b) => b[1].seeds.length - a[1].seeds.length)) {
+for (const [key, { seeds: hit }] of [...groups].sort((a, b) => b[1].seeds.length - a[1].seeds.length)) {
   console.log(`  ${hit.length} seeds  ${key}`)
-  if (known !== undefined) console.log(`        known issue: ${known}`)
   console.log(`        reproduce: ${reproduce(hit[0]!)}   (seeds ${hit.slice(0, 10).join(', ')}${hit.length > 10 ? ', …' : ''})`)
 }
 process.exitCode = newSeeds > 0 ? 1 : 0
