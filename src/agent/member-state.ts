@@ -8,10 +8,12 @@ export interface MemberState {
   term: number
   votedFor: string | null
   voters: string[]
+  /** The highest term a leader was seen in (the member's election view). */
+  servedTerm: number
 }
 
 export const MEMBER_STATE_FILE = 'member-state.json'
-const EMPTY: MemberState = { term: 0, votedFor: null, voters: [] }
+const EMPTY: MemberState = { term: 0, votedFor: null, voters: [], servedTerm: 0 }
 
 export function loadMemberState(dir: string): MemberState {
   let text: string
@@ -21,9 +23,10 @@ export function loadMemberState(dir: string): MemberState {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY, voters: [] }
     throw err
   }
-  const state = JSON.parse(text) as MemberState
+  const state = { servedTerm: 0, ...(JSON.parse(text) as Partial<MemberState>) } as MemberState
   const valid =
     Number.isSafeInteger(state.term) &&
+    Number.isSafeInteger(state.servedTerm) &&
     state.term >= 0 &&
     (state.votedFor === null || /^[0-9a-f]{64}$/.test(state.votedFor)) &&
     Array.isArray(state.voters) &&

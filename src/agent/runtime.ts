@@ -285,8 +285,9 @@ export class Agent {
         this.swarm?.broadcast(action.message)
         return
       case 'persist-vote':
-      case 'persist-voters': {
-        const state = { term: this.member.election.term, votedFor: this.member.election.votedFor, voters: [...this.member.voterIds()] }
+      case 'persist-voters':
+      case 'persist-view': {
+        const state = { term: this.member.election.term, votedFor: this.member.election.votedFor, voters: [...this.member.voterIds()], servedTerm: this.member.servedTerm }
         saveMemberState(this.config.storage.path, state) // synchronous: durable before the next send
         return
       }

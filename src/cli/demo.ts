@@ -18,13 +18,11 @@ import { createLogger, type Logger } from '../log.ts'
 import { SimNetwork, type SimNode } from '../sim/network.ts'
 import { SimLndServer } from '../sim/server.ts'
 import { payInvoice, type PaymentResult } from '../sim/payer.ts'
-import type { MemberTiming } from '../cluster/member.ts'
+import { QUICK_TIMING } from '../cluster/member.ts'
 import { decodeInvoice } from '../ln/bolt11.ts'
 
 const SAT = 1000n
 const CHANNEL_MSAT = 1_000_000n * SAT
-/** Quicker leases than production so the demo's fail-over is short to watch. */
-const DEMO_TIMING: MemberTiming = { leaseMs: 1500, heartbeatMs: 300, clockDriftMs: 150, electionTimeoutMs: [1500, 2200], gatherTimeoutMs: 1000 }
 
 type Lnmux = grpc.Client & Record<string, any>
 type Name = 'A' | 'B' | 'W'
@@ -97,7 +95,7 @@ export async function demoCommand(_args: string[], out: (line: string) => void):
       api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
       log: { level: 'info' }
     }
-    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 500, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: DEMO_TIMING })
+    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 500, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent
   }

@@ -4,9 +4,14 @@
 // §5.4.1). A pure state machine: time and randomness come in as arguments, messages go out as actions,
 // and (term, votedFor) must be made durable by the driver before any message that follows a `persist`.
 
-/** What a member knows of the cluster's history: compared lexicographically (term, then records). */
+/**
+ * What a member knows of the cluster's history. Votes compare only `term` (Raft's "last log term"):
+ * a new leader collects every committed record from a majority before it serves, so the record
+ * count is informative only, and comparing it would let a member that missed notices during a
+ * partition block every election.
+ */
 export interface View {
-  /** Highest term in which this member saw a leader serve. */
+  /** Highest term in which this member saw a leader (persisted: a restart must not forget it). */
   term: number
   /** Settle and cancel records known (own core plus replicas). */
   records: number
@@ -14,7 +19,7 @@ export interface View {
 
 export type ElectionMessage =
   | { type: 'vote-request'; term: number; candidate: string; view: View; priority: number }
-  | { type: 'vote'; term: number; voter: string; granted: boolean }
+  | { type: 'vote'; term: number; voter: string; granted: boolean; view: View }
   | { type: 'lease'; term: number; leader: string; at: number }
   | { type: 'lease-ack'; term: number; voter: string; at: number }
 
@@ -48,7 +53,7 @@ export interface ElectionOptions {
 }
 
 export function compareViews(a: View, b: View): number {
-  return a.term !== b.term ? a.term - b.term : a.records - b.records
+  return a.term - b.term
 }
 
 export function majority(voterCount: number): number {
@@ -63,14 +68,19 @@ export class Election {
   votedFor: string | null
   role: 'follower' | 'candidate' | 'leader' = 'follower'
   leader: string | null = null
-  /** Leader and candidate: per voter, when we sent the lease (or vote request) it last acknowledged. */
+  /** Leader: per voter, when we sent the lease it last acknowledged. */
   private acks = new Map<string, number>()
+  /** Candidate: voters that granted us their vote in the current term. */
+  private votes = new Set<string>()
+  /** Leader: when we won; the first lease acknowledgements have until `leaseMs` after it to arrive. */
+  private wonAt = 0
   /** Voter: the leader or candidate we promised not to undermine, and until when. */
   private promisedTo: string | null = null
   private promiseUntil = 0
-  private campaignStartedAt = 0
   private electionDeadline: number
   private nextHeartbeat = 0
+  /** A voter refused us for a stale view: do not stand again before this (let the others win). */
+  private standDownUntil = 0
 
   constructor(opts: ElectionOptions, now: number, random: () => number) {
     this.opts = opts
@@ -102,7 +112,7 @@ export class Election {
 
   tick(now: number, random: () => number): ElectionAction[] {
     if (this.role === 'leader') {
-      if (!this.isLeaseHeld(now)) return this.stepDown(now, random)
+      if (!this.isLeaseHeld(now) && now - this.wonAt >= this.opts.leaseMs) return this.stepDown(now, random)
       if (now < this.nextHeartbeat) return []
       return [this.renewLease(now)]
     }
@@ -113,7 +123,7 @@ export class Election {
       actions.push({ type: 'leader', term: this.term, leader: null })
     }
     this.electionDeadline = now + this.timeout(random)
-    if (!this.opts.candidate) return actions
+    if (!this.opts.candidate || now < this.standDownUntil) return actions
     return actions.concat(this.campaign(now))
   }
 
@@ -135,7 +145,7 @@ export class Election {
     this.role = 'candidate'
     this.leader = null
     this.acks = new Map()
-    this.campaignStartedAt = now
+    this.votes = new Set(this.opts.voter ? [this.opts.self] : [])
     this.votedFor = this.opts.voter ? this.opts.self : null
     const actions: ElectionAction[] = [{ type: 'persist', term: this.term, votedFor: this.votedFor }]
     actions.push({
@@ -148,7 +158,8 @@ export class Election {
   private onVoteRequest(req: Extract<ElectionMessage, { type: 'vote-request' }>, now: number): ElectionAction[] {
     if (!this.opts.voter) return []
     const actions: ElectionAction[] = []
-    // A live lease or vote is a promise: no vote for anyone else until it runs out.
+    // A live lease is a promise to its leader: no vote for anyone else until it runs out. (A vote
+    // binds nothing: a candidate that loses must not keep its voters from the next one.)
     const bound = this.promisedTo !== null && this.promisedTo !== req.candidate && now < this.promiseUntil
     if (req.term > this.term && !bound) actions.push(...this.adoptTerm(req.term))
     const granted =
@@ -160,23 +171,28 @@ export class Election {
       this.votedFor = req.candidate
       actions.push({ type: 'persist', term: this.term, votedFor: this.votedFor })
     }
-    if (granted) this.promise(req.candidate, now)
-    actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted } })
+    actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted, view: this.view } })
     return actions
   }
 
   private onVote(vote: Extract<ElectionMessage, { type: 'vote' }>, now: number): ElectionAction[] {
     if (vote.term > this.term) return this.adoptTerm(vote.term)
+    if (!vote.granted && compareViews(vote.view, this.view) > 0) {
+      // Our view is stale: a candidate that standing first (priority) would keep refusing the
+      // others' requests by voting for itself; step aside for a few election rounds.
+      this.standDownUntil = now + 2 * this.opts.electionTimeoutMs[1]
+    }
     if (this.role !== 'candidate' || vote.term !== this.term || !vote.granted || !this.voters.has(vote.voter)) return []
-    // A vote binds the voter from when it received our request, which we sent at campaignStartedAt.
-    this.acks.set(vote.voter, this.campaignStartedAt)
+    this.votes.add(vote.voter)
     return this.maybeWin(now)
   }
 
   private maybeWin(now: number): ElectionAction[] {
-    if (this.role !== 'candidate' || this.liveAcks(now) < majority(this.voters.size)) return []
+    if (this.role !== 'candidate' || [...this.votes].filter((v) => this.voters.has(v)).length < majority(this.voters.size)) return []
+    // Elected; the lease (what lets us decide) starts once a majority acknowledges it.
     this.role = 'leader'
     this.leader = this.opts.self
+    this.wonAt = now
     return [{ type: 'leader', term: this.term, leader: this.opts.self }, this.renewLease(now)]
   }
 

@@ -29,6 +29,12 @@ export interface MemberTiming {
   electionTimeoutMs: readonly [number, number]
   /** How long a new leader waits for members' records before serving with what it has. */
   gatherTimeoutMs: number
+  /**
+   * Once a majority of voters has answered, how much longer to wait for the rest. A committed record
+   * is held by a majority, so any majority of answers contains it; the others may be dead peers whose
+   * connections have not timed out yet.
+   */
+  gatherGraceMs: number
 }
 
 /** Fail-over in ~3.5 s at worst (lease 2.5 s, then a randomised wait), within DESIGN.md's 5 s target. */
@@ -37,7 +43,18 @@ export const DEFAULT_TIMING: MemberTiming = {
   heartbeatMs: 600,
   clockDriftMs: 250,
   electionTimeoutMs: [2500, 3500],
-  gatherTimeoutMs: 1000
+  gatherTimeoutMs: 1000,
+  gatherGraceMs: 150
+}
+
+/** Shorter leases for demos and tests on one machine: fail-over in about two seconds. */
+export const QUICK_TIMING: MemberTiming = {
+  leaseMs: 1500,
+  heartbeatMs: 300,
+  clockDriftMs: 150,
+  electionTimeoutMs: [1500, 2200],
+  gatherTimeoutMs: 1000,
+  gatherGraceMs: 150
 }
 
 export interface MemberOptions {
@@ -52,7 +69,7 @@ export interface MemberOptions {
   priority: number
   timing: MemberTiming
   /** Durable state from the previous run. */
-  persisted: { term: number; votedFor: string | null; voters: string[]; records: MuxRecord[] }
+  persisted: { term: number; votedFor: string | null; voters: string[]; servedTerm?: number; records: MuxRecord[] }
   now: number
   /**
    * The mux's clock between ticks (its timers start at an HTLC's arrival); by default the time of
@@ -70,6 +87,8 @@ export type MemberAction =
   /** Durable before the sends that follow it (Raft). */
   | { type: 'persist-vote'; term: number; votedFor: string | null }
   | { type: 'persist-voters'; voters: string[] }
+  /** The highest term this member saw a leader in (its election view): durable, like the vote. */
+  | { type: 'persist-view'; servedTerm: number }
   /** Append durably, then call recordPersisted(record). */
   | { type: 'persist-record'; record: MuxRecord }
   /** Append the edge's decision durably, then call edgeRecorded(id). */
@@ -95,6 +114,8 @@ interface PendingCommit {
   record: MuxRecord
   stored: boolean
   acks: Set<string>
+  /** A gathered record committed again by a new leader: the mux holds it already. */
+  recommit?: boolean
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -173,15 +194,26 @@ export class ClusterMember {
   private readonly noticeAcks = new Map<string, { leader: string; term: number }>()
   private now: number
   private height = 0
-  /** Highest term in which this member saw a leader serve (its election view). */
-  private servedTerm = 0
+  /** Highest term in which this member saw a leader (its election view; persisted). */
+  servedTerm = 0
 
   // Leader state, valid while this agent leads `leaderTerm`.
   private leaderTerm = 0
   private mux: MuxMachine | null = null
-  private gathering: { term: number; waiting: Set<string>; records: MuxRecord[]; deadline: number } | null = null
+  private gathering: {
+    term: number
+    waiting: Set<string>
+    answered: Set<string>
+    records: MuxRecord[]
+    /** Per record digest, the members that answered holding it. */
+    holders: Map<string, Set<string>>
+    deadline: number
+  } | null = null
+  /** Gathered records held by less than a majority, being committed again before we serve. */
+  private readonly recommitting = new Set<string>()
   private queuedOffers: { from: string; offer: HtlcOffer }[] = []
   private readonly commits = new Map<string, PendingCommit>()
+  private servedRecords = 0
 
   constructor(opts: MemberOptions) {
     this.opts = opts
@@ -208,6 +240,7 @@ export class ClusterMember {
     if (voter) this.voters.add(opts.self)
     this.election.setVoters(this.voters)
     for (const record of opts.persisted.records) this.records.set(recordKey(record), record)
+    this.servedTerm = opts.persisted.servedTerm ?? 0
     this.updateView()
   }
 
@@ -221,7 +254,7 @@ export class ClusterMember {
 
   /** True while this agent leads, has gathered, and holds a majority lease: it may decide. */
   isServing(): boolean {
-    return this.mux !== null && this.gathering === null && this.election.isLeaseHeld(this.now)
+    return this.mux !== null && this.gathering === null && this.recommitting.size === 0 && this.election.isLeaseHeld(this.now)
   }
 
   /** The leader's mux, for queries by the API (status, accepted sets, settlements). */
@@ -249,6 +282,8 @@ export class ClusterMember {
     for (const commit of this.commits.values()) {
       if (commit.record.type !== 'final') out.push({ type: 'send', to: peer, message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
     }
+    // Offers or decisions may have been lost with the old connection to the leader.
+    if (peer === this.election.leader) out.push(...this.fromEdge(this.edge.reforward(peer)))
     if (!voter || this.voters.has(peer)) return out
     this.voters.add(peer)
     this.election.setVoters(this.voters)
@@ -270,6 +305,7 @@ export class ClusterMember {
     this.now = now
     const actions = this.fromElection(this.election.tick(now, this.opts.random))
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
+    actions.push(...this.drainQueue())
     if (this.isServing()) actions.push(...this.fromMux(this.mux!.tick()))
     return actions
   }
@@ -342,7 +378,7 @@ export class ClusterMember {
       case 'vote':
       case 'lease':
       case 'lease-ack':
-        return this.fromElection(this.election.receive(from, this.toElection(message), now, this.opts.random))
+        return this.fromElection(this.election.receive(from, this.toElection(message), now, this.opts.random)).concat(this.drainQueue())
       case 'htlc-offer':
         return this.onOffer(from, message)
       case 'htlc-decision':
@@ -371,7 +407,7 @@ export class ClusterMember {
       case 'vote-request':
         return { type: 'vote-request', term: m.term, candidate: hex(m.candidate), view: m.view, priority: m.priority }
       case 'vote':
-        return { type: 'vote', term: m.term, voter: hex(m.voter), granted: m.granted }
+        return { type: 'vote', term: m.term, voter: hex(m.voter), granted: m.granted, view: m.view }
       case 'lease':
         return { type: 'lease', term: m.term, leader: hex(m.leader), at: m.at }
       case 'lease-ack':
@@ -384,7 +420,7 @@ export class ClusterMember {
       case 'vote-request':
         return { type: 'vote-request', term: m.term, candidate: bytes(m.candidate), view: m.view, priority: m.priority }
       case 'vote':
-        return { type: 'vote', term: m.term, voter: bytes(m.voter), granted: m.granted }
+        return { type: 'vote', term: m.term, voter: bytes(m.voter), granted: m.granted, view: m.view }
       case 'lease':
         return { type: 'lease', term: m.term, leader: bytes(m.leader), at: m.at }
       case 'lease-ack':
@@ -418,6 +454,7 @@ export class ClusterMember {
     if (leader !== null && term > this.servedTerm) {
       this.servedTerm = term
       this.updateView()
+      out.push({ type: 'persist-view', servedTerm: term })
     }
     if (leader !== this.self) out.push(...this.stepDown())
     else out.push(...this.startGathering(term))
@@ -433,7 +470,9 @@ export class ClusterMember {
     this.leaderTerm = term
     this.mux = null
     const waiting = new Set([...this.peers.keys()])
-    this.gathering = { term, waiting, records: [...this.records.values()], deadline: this.now + this.opts.timing.gatherTimeoutMs }
+    const own = [...this.records.values()]
+    const holders = new Map(own.map((r) => [digestOf(recordBytes(r)), new Set([this.self])]))
+    this.gathering = { term, waiting, answered: new Set([this.self]), records: own, holders, deadline: this.now + this.opts.timing.gatherTimeoutMs }
     if (waiting.size === 0) return this.finishGathering()
     return [{ type: 'broadcast', message: { type: 'records-request', term, requestId: term % 2 ** 32, after: 0 } }]
   }
@@ -463,20 +502,39 @@ export class ClusterMember {
     const gathering = this.gathering
     if (gathering === null || gathering.term !== term || !gathering.waiting.has(from)) return []
     for (const encoded of records) {
+      let record: MuxRecord
       try {
-        gathering.records.push(decodeRecord(Buffer.from(encoded).toString()))
+        record = decodeRecord(Buffer.from(encoded).toString())
       } catch (err) {
         return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
       }
+      gathering.records.push(record)
+      const digest = digestOf(recordBytes(record))
+      const holders = gathering.holders.get(digest) ?? new Set<string>()
+      holders.add(from)
+      gathering.holders.set(digest, holders)
     }
     if (!done) return []
     gathering.waiting.delete(from)
-    return gathering.waiting.size === 0 ? this.finishGathering() : []
+    gathering.answered.add(from)
+    if (gathering.waiting.size === 0) return this.finishGathering()
+    if (this.answeredVoters(gathering) >= majority(this.voters.size)) gathering.deadline = Math.min(gathering.deadline, this.now + this.opts.timing.gatherGraceMs)
+    return []
+  }
+
+  private answeredVoters(gathering: NonNullable<ClusterMember['gathering']>): number {
+    return [...gathering.answered].filter((id) => this.voters.has(id)).length
   }
 
   private finishGathering(): MemberAction[] {
     const gathering = this.gathering
     if (gathering === null) return []
+    // Without answers from a majority, a committed record may be missing: keep waiting (if the
+    // others are gone, our lease runs out and we step down).
+    if (this.answeredVoters(gathering) < majority(this.voters.size)) {
+      gathering.deadline = this.now + this.opts.timing.gatherGraceMs
+      return []
+    }
     this.gathering = null
     const out: MemberAction[] = []
     const merged = new Map<string, MuxRecord>()
@@ -486,19 +544,44 @@ export class ClusterMember {
     const clock = this.opts.clock ?? (() => this.now)
     this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, ordered, (record) => rejected.push(record))
     for (const record of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: recordKey(record) })
-    // Keep what we learned: our own core must hold every record a later election compares.
-    for (const record of ordered) if (!this.records.has(recordKey(record)) && !rejected.includes(record)) out.push({ type: 'persist-record', record })
-    out.push({ type: 'serving', term: gathering.term, records: merged.size })
+    // A gathered record held by less than a majority may come from a leader that died before
+    // committing it: commit it again (in our term) before acting on it. The rest we keep too.
+    for (const record of ordered) {
+      if (rejected.includes(record)) continue
+      const digest = digestOf(recordBytes(record))
+      const held = [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
+      const known = this.records.has(recordKey(record))
+      if (record.type !== 'final' && held < majority(this.voters.size)) {
+        this.recommitting.add(digest)
+        this.commits.set(digest, { record, stored: known, acks: new Set(), recommit: true })
+        if (!known) out.push({ type: 'persist-record', record })
+        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(record) } })
+      } else if (!known) {
+        out.push({ type: 'persist-record', record })
+      }
+    }
+    this.servedRecords = merged.size
+    if (this.recommitting.size === 0) out.push(...this.startServing())
+    return out
+  }
+
+  private startServing(): MemberAction[] {
+    return [{ type: 'serving', term: this.leaderTerm, records: this.servedRecords }, ...this.drainQueue()]
+  }
+
+  /** Offers that waited for us to serve. */
+  private drainQueue(): MemberAction[] {
+    if (this.queuedOffers.length === 0 || !this.isServing()) return []
     const queued = this.queuedOffers
     this.queuedOffers = []
-    for (const { from, offer } of queued) out.push(...this.onOffer(from, offer))
-    return out
+    return queued.flatMap(({ from, offer }) => this.onOffer(from, offer))
   }
 
   private stepDown(): MemberAction[] {
     const out: MemberAction[] = []
-    for (const commit of this.commits.values()) out.push({ type: 'abandoned', record: commit.record })
+    for (const commit of this.commits.values()) if (!commit.recommit) out.push({ type: 'abandoned', record: commit.record })
     this.commits.clear()
+    this.recommitting.clear()
     this.mux = null
     this.gathering = null
     this.queuedOffers = []
@@ -514,12 +597,14 @@ export class ClusterMember {
     const node = hex(offer.circuit.node)
     const owned = from === this.self ? this.opts.nodes.includes(node) : this.peers.get(from)?.nodes.has(node)
     if (!owned) return [{ type: 'reject', from, reason: 'not_your_node', detail: node }]
-    if (offer.term !== this.leaderTerm) return [] // the edge re-forwards to the next leader
-    if (this.gathering !== null) {
+    if (this.mux === null && this.gathering === null) return [] // not leading: the edge re-forwards to the next leader
+    if (offer.term !== this.leaderTerm) return []
+    // Elected but not serving yet (gathering, re-committing, or the first lease acknowledgements
+    // still on their way): the offer waits.
+    if (!this.isServing()) {
       this.queuedOffers.push({ from, offer })
       return []
     }
-    if (!this.isServing()) return []
     try {
       return this.fromMux(this.mux!.htlc(muxHtlcOf(offer)))
     } catch (err) {
@@ -585,6 +670,10 @@ export class ClusterMember {
       if (holders < majority(this.voters.size)) return []
     }
     this.commits.delete(digest)
+    if (commit.recommit) {
+      this.recommitting.delete(digest)
+      return this.recommitting.size === 0 ? this.startServing() : []
+    }
     const out: MemberAction[] = this.fromMux(this.mux.recordPersisted(commit.record))
     if (commit.record.type !== 'final') out.unshift({ type: 'committed', record: commit.record })
     return out

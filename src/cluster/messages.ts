@@ -123,6 +123,8 @@ export interface Vote {
   term: number
   voter: Uint8Array
   granted: boolean
+  /** The voter's view, so that a candidate refused for a stale one steps aside. */
+  view: RecordView
 }
 
 export interface Lease {
@@ -304,7 +306,7 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
     id: 4,
     encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView, priority: u32 })
   },
-  vote: { id: 5, encoding: struct<Body<'vote'>>({ term: u64, voter: key32, granted: bool }) },
+  vote: { id: 5, encoding: struct<Body<'vote'>>({ term: u64, voter: key32, granted: bool, view: recordView }) },
   lease: { id: 6, encoding: struct<Body<'lease'>>({ term: u64, leader: key32, at: u64 }) },
   'lease-ack': { id: 7, encoding: struct<Body<'lease-ack'>>({ term: u64, voter: key32, at: u64 }) },
   'htlc-offer': {

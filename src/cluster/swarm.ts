@@ -87,6 +87,11 @@ export interface ClusterSwarm {
 
 const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
 const REDISCOVER_FIRST_MS = 1000
+/**
+ * A peer silent this long (no pong, nothing) is hung up on: a killed agent's stream may otherwise
+ * look open until TCP gives up, and a new leader would wait for its records.
+ */
+const SILENT_PEER_MS = 4000
 const REDISCOVER_MAX_MS = 60_000
 
 export class ClusterSwarm extends EventEmitter {
@@ -288,7 +293,10 @@ export class ClusterSwarm extends EventEmitter {
   private tick(): void {
     const now = this.now()
     for (const peer of this.bans.expire(now)) this.swarm.peers.get(peer)?.ban(false)
-    for (const conn of this.connections.values()) conn.ping()
+    for (const conn of this.connections.values()) {
+      if (now - conn.lastHeard() > SILENT_PEER_MS) conn.hangUp()
+      else conn.ping()
+    }
     if (now >= this.nextRediscover && this.discovery !== null && !this.closing) {
       this.rediscoverMs = Math.min(this.rediscoverMs * 2, REDISCOVER_MAX_MS)
       this.nextRediscover = now + this.rediscoverMs
@@ -366,6 +374,15 @@ class Connection {
     // send() answers whether the stream is drained, not whether the frame was queued: it was.
     this.frames.send(bytes)
     return true
+  }
+
+  /** When anything was last accepted from this peer (or when it connected). */
+  lastHeard(): number {
+    return Math.max(this.status.lastSeen, this.status.connectedAt)
+  }
+
+  hangUp(): void {
+    this.socket.destroy()
   }
 
   ping(): void {

@@ -101,6 +101,22 @@ export class Edge {
     return actions
   }
 
+  /**
+   * The connection to the leader was re-established: offers (or their decisions) may have been lost
+   * with the old one, so every undecided HTLC forwarded to it in this term goes again. The leader
+   * answers a part it already decided with the same decision, and ignores one it still holds.
+   */
+  reforward(leader: string): EdgeAction[] {
+    if (this.leader === null || this.leader.id !== leader) return []
+    const actions: EdgeAction[] = []
+    for (const entry of this.entries.values()) {
+      if (entry.decision === null && entry.forwarded?.term === this.leader.term && entry.forwarded.to === leader) {
+        actions.push({ type: 'forward', to: leader, term: this.leader.term, htlc: entry.htlc })
+      }
+    }
+    return actions
+  }
+
   /** A decision arrived from the cluster, signed by `from`. */
   decide(from: string, term: number, id: string, decision: Decision): EdgeAction[] {
     const entry = this.entries.get(id)

@@ -29,6 +29,7 @@ interface Storage {
   term: number
   votedFor: string | null
   voters: string[]
+  servedTerm: number
   records: MuxRecord[]
 }
 
@@ -91,7 +92,7 @@ export class SimAgent {
   readonly held = new Map<string, EdgeHtlc>()
   /** Resolutions taken while the LND stream was down: the driver writes them on the next stream. */
   readonly deferred = new Map<string, Decision>()
-  readonly storage: Storage = { term: 0, votedFor: null, voters: [], records: [] }
+  readonly storage: Storage = { term: 0, votedFor: null, voters: [], servedTerm: 0, records: [] }
 
   constructor(
     readonly spec: AgentSpec,
@@ -351,6 +352,9 @@ export class ClusterSim {
           break
         case 'persist-voters':
           agent.storage.voters = action.voters
+          break
+        case 'persist-view':
+          agent.storage.servedTerm = action.servedTerm
           break
         case 'persist-record':
           this.later(DISK_MS, () => {

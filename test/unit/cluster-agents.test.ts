@@ -16,10 +16,9 @@ import { createLogger } from '../../src/log.ts'
 import { SimNetwork, type SimNode } from '../../src/sim/network.ts'
 import { SimLndServer } from '../../src/sim/server.ts'
 import { payInvoice } from '../../src/sim/payer.ts'
-import type { MemberTiming } from '../../src/cluster/member.ts'
+import { QUICK_TIMING } from '../../src/cluster/member.ts'
 
 const SAT = 1000n
-const TIMING: MemberTiming = { leaseMs: 1500, heartbeatMs: 300, clockDriftMs: 150, electionTimeoutMs: [1500, 2200], gatherTimeoutMs: 1000 }
 const log = createLogger({ level: process.env.HIGHWIRE_TEST_LOG === '1' ? 'debug' : 'error' })
 
 interface Fixture {
@@ -67,7 +66,7 @@ async function fixture(t: TestContext): Promise<Fixture> {
       api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
       log: { level: 'error' }
     }
-    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: TIMING })
+    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent
   }

@@ -142,11 +142,12 @@ test('a partitioned leader in the minority stops holding its lease before the ma
   }
 })
 
-test('a candidate with a stale view never wins', () => {
-  const fresh: View = { term: 4, records: 10 }
+test('a candidate with a stale view never wins, and steps aside instead of blocking the others', () => {
+  // Records counts do not decide votes (a new leader gathers records); only the term seen does.
+  const fresh: View = { term: 4, records: 0 }
   for (let seed = 1; seed <= 20; seed++) {
     const c = new Cluster([
-      { name: 'A', candidate: true, voter: true, view: { term: 4, records: 7 } },
+      { name: 'A', candidate: true, voter: true, priority: 10, view: { term: 3, records: 99 } },
       { name: 'B', candidate: true, voter: true, view: fresh },
       { name: 'W', candidate: false, voter: true, view: fresh }
     ], seed)

@@ -14,14 +14,13 @@ import { fetchStatus, type ClusterStatus } from '../../src/api/status.ts'
 import { statusCommand } from '../../src/cli/status.ts'
 import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
 import type { HighwireConfig } from '../../src/config/schema.ts'
-import type { MemberTiming } from '../../src/cluster/member.ts'
+import { QUICK_TIMING } from '../../src/cluster/member.ts'
 import { createLogger } from '../../src/log.ts'
 import { SimNetwork } from '../../src/sim/network.ts'
 import { SimLndServer } from '../../src/sim/server.ts'
 
 const SAT = 1000n
 const CHANNEL_MSAT = 1_000_000n * SAT
-const TIMING: MemberTiming = { leaseMs: 1500, heartbeatMs: 300, clockDriftMs: 150, electionTimeoutMs: [1500, 2200], gatherTimeoutMs: 1000 }
 const log = createLogger({ level: process.env.HIGHWIRE_TEST_LOG === '1' ? 'debug' : 'error' })
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'))
 
@@ -65,7 +64,7 @@ async function cluster(t: TestContext): Promise<Cluster> {
       api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
       log: { level: 'error' }
     }
-    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: TIMING })
+    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent
   }
