@@ -500,7 +500,8 @@ export class ClusterMember {
 
   private onRecordsReply(from: string, term: number, records: Uint8Array[], done: boolean): MemberAction[] {
     const gathering = this.gathering
-    if (gathering === null || gathering.term !== term || !gathering.waiting.has(from)) return []
+    // Any member's answer counts, also one we did not know to wait for (it connected meanwhile).
+    if (gathering === null || gathering.term !== term || gathering.answered.has(from)) return []
     for (const encoded of records) {
       let record: MuxRecord
       try {
@@ -532,8 +533,10 @@ export class ClusterMember {
     // Without answers from a majority, a committed record may be missing: keep waiting (if the
     // others are gone, our lease runs out and we step down).
     if (this.answeredVoters(gathering) < majority(this.voters.size)) {
-      gathering.deadline = this.now + this.opts.timing.gatherGraceMs
-      return []
+      // Requests or answers may have been lost: ask again, and wait another round.
+      gathering.deadline = this.now + this.opts.timing.gatherTimeoutMs
+      for (const peer of this.peers.keys()) if (!gathering.answered.has(peer)) gathering.waiting.add(peer)
+      return [{ type: 'broadcast', message: { type: 'records-request', term: gathering.term, requestId: gathering.term % 2 ** 32, after: 0 } }]
     }
     this.gathering = null
     const out: MemberAction[] = []

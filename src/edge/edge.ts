@@ -88,16 +88,18 @@ export class Edge {
     }
     const entry: Entry = { htlc, forwarded: null, decision: null, recorded: false }
     this.entries.set(id, entry)
-    return this.forward(id, entry).concat(this.checkDeadline(id, entry, height))
+    return this.forward(entry).concat(this.checkDeadline(id, entry, height))
   }
 
   /** The election settled on a leader for `term`, or lost it (`leader` null). */
   leaderChanged(term: number, leader: string | null): EdgeAction[] {
     if (term < this.term) return []
+    // Back in touch with a leader after losing it: what we sent it may have been lost meanwhile.
+    const regained = this.leader === null
     this.term = term
     this.leader = leader === null ? null : { term, id: leader }
     const actions: EdgeAction[] = []
-    for (const [id, entry] of this.entries) actions.push(...this.forward(id, entry))
+    for (const entry of this.entries.values()) actions.push(...this.forward(entry, regained))
     return actions
   }
 
@@ -154,9 +156,9 @@ export class Edge {
     return actions
   }
 
-  private forward(id: string, entry: Entry): EdgeAction[] {
+  private forward(entry: Entry, again = false): EdgeAction[] {
     if (entry.decision || !this.leader) return []
-    if (entry.forwarded && entry.forwarded.term === this.leader.term) return []
+    if (!again && entry.forwarded && entry.forwarded.term === this.leader.term && entry.forwarded.to === this.leader.id) return []
     entry.forwarded = { term: this.leader.term, to: this.leader.id }
     return [{ type: 'forward', to: this.leader.id, term: this.leader.term, htlc: entry.htlc }]
   }

@@ -479,6 +479,8 @@ class Scenario {
   private calmDown(): void {
     const sim = this.sim
     this.tasks = []
+    // No more leader kills: their restarts were scheduled as tasks, which calming down drops.
+    this.killsLeft = 0
     this.lossyUntil = 0
     sim.network = CALM_NETWORK
     sim.heal()
