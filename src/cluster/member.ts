@@ -118,6 +118,9 @@ interface PendingCommit {
   recommit?: boolean
 }
 
+/** How often an edge sends its undecided HTLCs to the leader again. */
+const REFORWARD_MS = 5000
+
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const bytes = (h: string): Buffer => Buffer.from(h, 'hex')
 
@@ -214,6 +217,7 @@ export class ClusterMember {
   private queuedOffers: { from: string; offer: HtlcOffer }[] = []
   private readonly commits = new Map<string, PendingCommit>()
   private servedRecords = 0
+  private lastReforward = 0
 
   constructor(opts: MemberOptions) {
     this.opts = opts
@@ -304,6 +308,13 @@ export class ClusterMember {
   tick(now: number): MemberAction[] {
     this.now = now
     const actions = this.fromElection(this.election.tick(now, this.opts.random))
+    // An offer or its decision can be lost without the connection breaking (a peer that restarted
+    // its side, a dropped frame): undecided HTLCs go to the leader again now and then.
+    const leader = this.election.leader
+    if (now - this.lastReforward >= REFORWARD_MS && leader !== null) {
+      this.lastReforward = now
+      actions.push(...this.fromEdge(this.edge.reforward(leader)))
+    }
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
     actions.push(...this.drainQueue())
     if (this.isServing()) actions.push(...this.fromMux(this.mux!.tick()))
