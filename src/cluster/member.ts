@@ -314,6 +314,10 @@ export class ClusterMember {
     if (now - this.lastReforward >= REFORWARD_MS && leader !== null) {
       this.lastReforward = now
       actions.push(...this.fromEdge(this.edge.reforward(leader)))
+      // Likewise a leader's notices still short of a majority go again.
+      for (const commit of this.commits.values()) {
+        if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
+      }
     }
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
     actions.push(...this.drainQueue())
@@ -695,7 +699,11 @@ export class ClusterMember {
 
   /** A leader's record: store it, then acknowledge (recordPersisted sends the ack). */
   private onNotice(from: string, term: number, encoded: Uint8Array): MemberAction[] {
-    if (from !== this.election.leader || term !== this.term) return [{ type: 'reject', from, reason: 'notice_not_from_leader' }]
+    // From our leader, or from a leader of a term we have not heard of yet (its lease may be on its
+    // way, e.g. right after we reconnected); never from one of an older term.
+    if (term < this.term || (term === this.term && this.election.leader !== null && from !== this.election.leader)) {
+      return [{ type: 'reject', from, reason: 'notice_not_from_leader' }]
+    }
     let record: MuxRecord
     try {
       record = decodeRecord(Buffer.from(encoded).toString())
