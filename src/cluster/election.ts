@@ -217,6 +217,8 @@ export class Election {
       actions.push({ type: 'leader', term: this.term, leader: lease.leader })
     }
     this.promise(lease.leader, now)
+    // Following a leader brings our view up to date: no more reason to step aside.
+    this.standDownUntil = 0
     this.electionDeadline = now + this.timeout(random)
     if (this.opts.voter) {
       actions.push({ type: 'send', to: lease.leader, message: { type: 'lease-ack', term: this.term, voter: this.opts.self, at: lease.at } })
