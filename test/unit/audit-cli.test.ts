@@ -252,6 +252,8 @@ test('--follow tails records appended by a running writer and ends cleanly on SI
   child.kill('SIGINT')
   assert.equal(await exited, 0, stderr)
   assert.deepEqual(jsonLines(stdout).map((e) => [e.type, e.core]), [['agent_stop', s.b], ['peer_disconnect', s.a]])
+  // Close the writer before the folder goes: its closing flush writes to it.
+  await log.close()
 })
 
 test('bad arguments: one precise line and exit 2; a missing store: exit 1', async (t) => {

@@ -12,8 +12,12 @@ declare module 'corestore' {
   }
 
   export interface RocksDBSession {
+    /** The database directory. */
+    readonly path: string
     // rocksdb-native: DB::Flush of this column family (memtable -> fsynced SST + MANIFEST).
     flush(): Promise<void>
+    /** The write-ahead log file RocksDB appends to now; `path` is relative to the database directory. */
+    currentWalFile(): Promise<{ path: string; number: number; size: number }>
   }
 
   export default class Corestore extends EventEmitter {
