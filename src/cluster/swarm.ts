@@ -88,10 +88,11 @@ export interface ClusterSwarm {
 const hex = (key: Uint8Array): string => Buffer.from(key).toString('hex')
 const REDISCOVER_FIRST_MS = 1000
 /**
- * A peer silent this long (no pong, nothing) is hung up on: a killed agent's stream may otherwise
- * look open until TCP gives up, and a new leader would wait for its records.
+ * A peer that answered none of this many pings in a row (nothing accepted from it since) is hung up
+ * on: a killed agent's stream may otherwise look open until TCP gives up. Counted in pings, not in
+ * milliseconds, so a clock that jumps (suspend, tests) does not cut healthy peers.
  */
-const SILENT_PEER_MS = 4000
+const SILENT_PINGS = 4
 const REDISCOVER_MAX_MS = 60_000
 
 export class ClusterSwarm extends EventEmitter {
@@ -294,7 +295,7 @@ export class ClusterSwarm extends EventEmitter {
     const now = this.now()
     for (const peer of this.bans.expire(now)) this.swarm.peers.get(peer)?.ban(false)
     for (const conn of this.connections.values()) {
-      if (now - conn.lastHeard() > SILENT_PEER_MS) conn.hangUp()
+      if (conn.unanswered >= SILENT_PINGS) conn.hangUp()
       else conn.ping()
     }
     if (now >= this.nextRediscover && this.discovery !== null && !this.closing) {
@@ -376,16 +377,15 @@ class Connection {
     return true
   }
 
-  /** When anything was last accepted from this peer (or when it connected). */
-  lastHeard(): number {
-    return Math.max(this.status.lastSeen, this.status.connectedAt)
-  }
+  /** Pings sent since anything was last accepted from this peer. */
+  unanswered = 0
 
   hangUp(): void {
     this.socket.destroy()
   }
 
   ping(): void {
+    this.unanswered++
     this.pingSentAt = this.host.now()
     this.pingNonce = (this.pingNonce + 1) >>> 0
     this.sendBytes(this.host.seal({ type: 'ping', nonce: this.pingNonce }))
@@ -409,6 +409,7 @@ class Connection {
       const now = this.host.now()
       const envelope = this.gate.check(data, now)
       this.status.lastSeen = now
+      this.unanswered = 0
       this.handle(envelope)
     } catch (err) {
       if (!(err instanceof PeerError)) throw err
