@@ -16,6 +16,7 @@ import { fetchStatus, type ClusterStatus } from '../src/api/status.ts'
 import { DEFAULT_TIMING, type MemberTiming } from '../src/cluster/member.ts'
 import { newClusterSecret, newIdentityKey } from '../src/config/secrets.ts'
 import type { HighwireConfig } from '../src/config/schema.ts'
+import { configWithDefaults } from '../src/config/defaults.ts'
 import { SimNetwork, type SimNode } from '../src/sim/network.ts'
 import { SimLndServer } from '../src/sim/server.ts'
 
@@ -105,24 +106,13 @@ export class SimCluster {
   }
 
   private config(spec: AgentSpec, secret: Uint8Array, storage: string, server: SimLndServer | null): HighwireConfig {
-    return {
-      network: 'regtest',
-      cluster: { secret, members: [], bootstrap: this.testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
-      mux: {
-        identityKey: spec.candidate ? this.identityKey : null,
-        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
-        minFinalCltvExpiry: 18,
-        mppTimeoutMs: 60_000,
-        acceptTimeoutMs: 600_000,
-        autoSettle: spec.autoSettle ?? false,
-        priority: 0
-      },
-      lnd: { nodes: server === null ? [] : [server.connection], allowUnsafe: false },
+    return configWithDefaults({
+      cluster: { secret, bootstrap: this.testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
+      mux: { identityKey: spec.candidate ? this.identityKey : null, autoSettle: spec.autoSettle ?? false },
+      lnd: { nodes: server === null ? [] : [server.connection] },
       storage: { path: storage },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'warn' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
   }
 
   agent(name: string): BenchAgent {

@@ -13,7 +13,7 @@ import createTestnet from 'hyperdht/testnet.js'
 import { Agent } from '../agent/runtime.ts'
 import { LnmuxService } from '../api/proto.ts'
 import { newClusterSecret, newIdentityKey } from '../config/secrets.ts'
-import type { HighwireConfig } from '../config/schema.ts'
+import { configWithDefaults } from '../config/defaults.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { SimNetwork, type SimNode } from '../sim/network.ts'
 import { SimLndServer } from '../sim/server.ts'
@@ -77,24 +77,13 @@ export async function demoCommand(_args: string[], out: (line: string) => void):
   const start = async (name: Name): Promise<Agent> => {
     if (!dirs.has(name)) dirs.set(name, await mkdtemp(join(tmpdir(), `highwire-demo-${name}-`)))
     const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
-    const config: HighwireConfig = {
-      network: 'regtest',
-      cluster: { secret, members: [], bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
-      mux: {
-        identityKey: node === null ? null : identityKey,
-        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
-        minFinalCltvExpiry: 18,
-        mppTimeoutMs: 60_000,
-        acceptTimeoutMs: 600_000,
-        autoSettle: false,
-        priority: 0
-      },
-      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection], allowUnsafe: false },
+    const config = configWithDefaults({
+      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
+      mux: { identityKey: node === null ? null : identityKey },
+      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection] },
       storage: { path: dirs.get(name)! },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'info' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
     const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 500, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent

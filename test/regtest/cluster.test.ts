@@ -20,6 +20,7 @@ import createTestnet from 'hyperdht/testnet.js'
 import { LnmuxService } from '../../src/api/proto.ts'
 import { DEFAULT_TIMING } from '../../src/cluster/member.ts'
 import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
+import { configWithDefaults } from '../../src/config/defaults.ts'
 import type { HighwireConfig } from '../../src/config/schema.ts'
 import { BenchAgent } from '../../bench/cluster-fixture.ts'
 import { AcceptedStream, lnmuxCall } from '../unit/agent-helpers.ts'
@@ -62,24 +63,18 @@ async function startCluster(t: TestContext): Promise<Cluster> {
   for (const [name, lnd] of [['A', 'alice'], ['B', 'bob'], ['W', null]] as const) {
     const storage = await mkdtemp(join(tmpdir(), `highwire-regtest-cluster-${name}-`))
     dirs.push(storage)
-    const config: HighwireConfig = {
-      network: 'regtest',
-      cluster: { secret, members: [], bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
+    const config = configWithDefaults({
+      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
       mux: {
         identityKey: lnd === null ? null : identityKey,
         routingPolicy: { feeBaseMsat: 1000, feeProportionalMillionths: 100, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
         minFinalCltvExpiry: 40,
-        mppTimeoutMs: 60_000,
-        acceptTimeoutMs: 300_000,
-        autoSettle: false,
-        priority: 0
+        acceptTimeoutMs: 300_000
       },
-      lnd: { nodes: lnd === null ? [] : [lndNode(lnd)], allowUnsafe: false },
+      lnd: { nodes: lnd === null ? [] : [lndNode(lnd)] },
       storage: { path: storage },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'warn' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
     agents.push(new BenchAgent({ name, node: null, candidate: lnd !== null }, config, DEFAULT_TIMING))
   }
   await Promise.all(agents.map((a) => a.start()))

@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js'
 import { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
 import type { HighwireConfig } from '../../src/config/schema.ts'
+import { configWithDefaults } from '../../src/config/defaults.ts'
 import { newIdentityKey } from '../../src/config/secrets.ts'
 import { decodeInvoice } from '../../src/ln/bolt11.ts'
 import { decodeFailureMessage, decodeFailurePacket, type FailureMessage } from '../../src/ln/failure.ts'
@@ -124,25 +125,17 @@ export class AgentHarness {
     })
     const servers: SimLndServer[] = []
     const storage = await mkdtemp(join(tmpdir(), 'highwire-agent-test-'))
-    const config: HighwireConfig = {
-      network: 'regtest',
-      cluster: { secret: randomBytes(32), members: [], bootstrap: [], proofTimeoutMs: 5000 },
+    const config = configWithDefaults({
       mux: {
         identityKey: newIdentityKey(),
         routingPolicy: { feeBaseMsat: 1000, feeProportionalMillionths: 100, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
         minFinalCltvExpiry: 40,
-        mppTimeoutMs: 60_000,
         acceptTimeoutMs: 60_000,
-        autoSettle: false,
-        priority: 0,
         ...opts.mux
       },
-      lnd: { nodes: [], allowUnsafe: false },
       storage: { path: storage },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'info' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
     const harness = new AgentHarness(network, carol, nodes, servers, config)
     t.after(async () => {
       await harness.stopAgent()

@@ -11,7 +11,7 @@ import createTestnet from 'hyperdht/testnet.js'
 import { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
 import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
-import type { HighwireConfig } from '../../src/config/schema.ts'
+import { configWithDefaults } from '../../src/config/defaults.ts'
 import { createLogger } from '../../src/log.ts'
 import { SimNetwork, type SimNode } from '../../src/sim/network.ts'
 import { SimLndServer } from '../../src/sim/server.ts'
@@ -48,24 +48,13 @@ async function fixture(t: TestContext): Promise<Fixture> {
       storage.set(name, dir)
     }
     const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
-    const config: HighwireConfig = {
-      network: 'regtest',
-      cluster: { secret, members: [], bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
-      mux: {
-        identityKey: node === null ? null : identityKey,
-        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
-        minFinalCltvExpiry: 18,
-        mppTimeoutMs: 60_000,
-        acceptTimeoutMs: 600_000,
-        autoSettle: false,
-        priority: 0
-      },
-      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection], allowUnsafe: false },
+    const config = configWithDefaults({
+      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
+      mux: { identityKey: node === null ? null : identityKey },
+      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection] },
       storage: { path: storage.get(name)! },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'error' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
     const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent

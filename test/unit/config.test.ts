@@ -128,3 +128,15 @@ test('the API listens in plaintext on loopback only', () => {
   assert.deepEqual(parseHostPort('example.org:443'), { host: 'example.org', port: 443 })
   assert.equal(parseHostPort('example.org:70000'), null)
 })
+
+test('configWithDefaults: the defaults of config/default.json with whole sections patched', async () => {
+  const { configWithDefaults } = await import('../../src/config/defaults.ts')
+  const secret = Buffer.from(newClusterSecret(), 'hex')
+  const config = configWithDefaults({ cluster: { secret }, mux: { mppTimeoutMs: 5000 }, storage: { path: '/tmp/x' } })
+  assert.deepEqual(config.cluster.secret, secret)
+  assert.equal(config.mux.mppTimeoutMs, 5000)
+  assert.equal(config.mux.acceptTimeoutMs, 600_000, 'keys the patch does not name keep their default')
+  assert.deepEqual(config.mux.routingPolicy, { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 })
+  assert.equal(config.storage.path, '/tmp/x')
+  assert.deepEqual(config.api.listen, { host: '127.0.0.1', port: 19090 })
+})

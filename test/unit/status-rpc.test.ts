@@ -13,7 +13,7 @@ import { Agent } from '../../src/agent/runtime.ts'
 import { fetchStatus, type ClusterStatus } from '../../src/api/status.ts'
 import { statusCommand } from '../../src/cli/status.ts'
 import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
-import type { HighwireConfig } from '../../src/config/schema.ts'
+import { configWithDefaults } from '../../src/config/defaults.ts'
 import { QUICK_TIMING } from '../../src/cluster/member.ts'
 import { createLogger } from '../../src/log.ts'
 import { SimNetwork } from '../../src/sim/network.ts'
@@ -46,24 +46,13 @@ async function cluster(t: TestContext): Promise<Cluster> {
   const start = async (name: Name): Promise<Agent> => {
     if (!dirs.has(name)) dirs.set(name, await mkdtemp(join(tmpdir(), `highwire-status-${name}-`)))
     const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
-    const config: HighwireConfig = {
-      network: 'regtest',
-      cluster: { secret, members: [], bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })), proofTimeoutMs: 5000 },
-      mux: {
-        identityKey: node === null ? null : identityKey,
-        routingPolicy: { feeBaseMsat: 0, feeProportionalMillionths: 0, cltvExpiryDelta: 40 },
-        maxRouteHints: 3,
-        minFinalCltvExpiry: 18,
-        mppTimeoutMs: 60_000,
-        acceptTimeoutMs: 600_000,
-        autoSettle: false,
-        priority: name === 'A' ? 1 : 0
-      },
-      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection], allowUnsafe: false },
+    const config = configWithDefaults({
+      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
+      mux: { identityKey: node === null ? null : identityKey, priority: name === 'A' ? 1 : 0 },
+      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection] },
       storage: { path: dirs.get(name)! },
-      api: { listen: { host: '127.0.0.1', port: 0 }, tls: null },
-      log: { level: 'error' }
-    }
+      api: { listen: { host: '127.0.0.1', port: 0 } }
+    })
     const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
     agents.set(name, agent)
     return agent
