@@ -4,6 +4,7 @@ import { decodeCommand } from './decode.ts'
 import { runCommand } from './run.ts'
 import { demoCommand } from './demo.ts'
 import { auditCommand } from './audit.ts'
+import { statusCommand } from './status.ts'
 
 const HELP = `highwire: one Lightning receiving identity served by many LND nodes and operators
 
@@ -18,6 +19,8 @@ commands:
   decode <bolt11>          print a BOLT 11 invoice as JSON and check its signature
   demo                     simulated LND nodes, one invoice paid in two parts through two nodes,
                            accepted and settled through the lnmux API: the whole path in a minute
+  status [--json]          ask the running agent (api.listen from the config) for its view of the
+         [--api HOST:PORT] cluster: term, leader, members and their nodes, connection health, lnd
   audit <verify|timeline|state|statement>
                            read the audit log read-only (works beside a running agent): verify every
                            core and stored envelope, print the timeline, the settle registry, or the
@@ -49,6 +52,8 @@ export async function main(argv: string[]): Promise<number> {
       return decodeCommand(args, print)
     case 'demo':
       return demoCommand(args, print)
+    case 'status':
+      return statusCommand(args, print, printError)
     case 'audit':
       return auditCommand(args, print, printError)
     case 'help':

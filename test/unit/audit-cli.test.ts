@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import sodium from 'sodium-universal'
 import type Hypercore from 'hypercore'
 import { AuditLog } from '../../src/audit/log.ts'
@@ -20,10 +20,8 @@ import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts
 import { tempDir, bytes, htlc, settle } from './audit-helpers.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-const ENTRY = `import { auditCommand } from ${JSON.stringify(pathToFileURL(join(root, 'src/cli/audit.ts')).href)}
-const line = (stream) => (l) => stream.write(l + '\\n')
-process.exitCode = await auditCommand(process.argv.slice(1), line(process.stdout), line(process.stderr))`
-const nodeArgs = (args: string[]): string[] => ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', ENTRY, '--', ...args]
+/** `node src audit …`, as an operator runs it. */
+const nodeArgs = (args: string[]): string[] => [join(root, 'src'), 'audit', ...args]
 
 interface Result { status: number | null; stdout: string; stderr: string }
 
