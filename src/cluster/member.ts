@@ -173,7 +173,8 @@ function offerOf(htlc: EdgeHtlc, term: number, height: number): HtlcOffer {
   }
 }
 
-function muxHtlcOf(offer: HtlcOffer): InterceptedHtlc {
+/** The mux's view of an HTLC an edge offered. */
+export function muxHtlcOf(offer: HtlcOffer): InterceptedHtlc {
   return {
     circuit: offer.circuit,
     incomingAmountMsat: offer.incomingMsat,

@@ -4,6 +4,7 @@
 // must always answer with a decision (it never throws: its failures are BOLT 4 answers).
 // onion-fuzz.test.ts and bolt11-fuzz.test.ts cover random and round-trip inputs; this file starts
 // from real messages. Seeded: HIGHWIRE_FUZZ_SEED=<n> replays a run.
+import { muxHtlcOf } from '../../src/cluster/member.ts'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
@@ -161,18 +162,7 @@ test('fuzz: decodeInvoice on mutated BOLT 11 vectors', (t) => {
 function recordedOffer(): InterceptedHtlc {
   const recorded = JSON.parse(readFileSync(RECORDED_PATH, 'utf8')) as Recorded
   const offer = decodeEnvelope(fromHex(recorded.envelopes.find((e) => e.type === 'htlc-offer')!.hex)).message as HtlcOffer
-  return {
-    circuit: offer.circuit,
-    incomingAmountMsat: offer.incomingMsat,
-    outgoingAmountMsat: offer.outgoingMsat,
-    incomingExpiry: offer.incomingExpiry,
-    outgoingExpiry: offer.outgoingExpiry,
-    outgoingRequestedChanId: offer.outgoingRequestedChanId,
-    onionBlob: offer.onion,
-    paymentHash: offer.paymentHash,
-    autoFailHeight: offer.autoFailHeight,
-    currentHeight: offer.currentHeight
-  }
+  return muxHtlcOf(offer)
 }
 
 test('fuzz: the virtual node checks (checkHtlc) on mutated recorded htlc-offers', (t) => {
