@@ -3,6 +3,9 @@
 // as the voter's; Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm", §5.2 and
 // §5.4.1). A pure state machine: time and randomness come in as arguments, messages go out as actions,
 // and (term, votedFor) must be made durable by the driver before any message that follows a `persist`.
+// A candidate first runs a pre-vote round (Ongaro's thesis §9.6, PreVote): it raises its term only
+// once a majority says it would vote for it, so a member that was cut off or is behind cannot
+// inflate terms and keep everyone else from electing a leader.
 
 /**
  * What a member knows of the cluster's history. Votes compare only `term` (Raft's "last log term"):
@@ -18,8 +21,8 @@ export interface View {
 }
 
 export type ElectionMessage =
-  | { type: 'vote-request'; term: number; candidate: string; view: View; priority: number }
-  | { type: 'vote'; term: number; voter: string; granted: boolean; view: View }
+  | { type: 'vote-request'; term: number; candidate: string; view: View; priority: number; pre: boolean }
+  | { type: 'vote'; term: number; voter: string; granted: boolean; view: View; pre: boolean }
   | { type: 'lease'; term: number; leader: string; at: number }
   | { type: 'lease-ack'; term: number; voter: string; at: number }
 
@@ -72,6 +75,9 @@ export class Election {
   private acks = new Map<string, number>()
   /** Candidate: voters that granted us their vote in the current term. */
   private votes = new Set<string>()
+  /** Pre-vote round: the term we would stand for, and who said they would vote for us. */
+  private preTerm = 0
+  private preVotes = new Set<string>()
   /** Leader: when we won; the first lease acknowledgements have until `leaseMs` after it to arrive. */
   private wonAt = 0
   /** Voter: the leader or candidate we promised not to undermine, and until when. */
@@ -124,7 +130,25 @@ export class Election {
     }
     this.electionDeadline = now + this.timeout(random)
     if (!this.opts.candidate || now < this.standDownUntil) return actions
-    return actions.concat(this.campaign(now))
+    return actions.concat(this.preVote(now))
+  }
+
+  /** Asks whether a majority would vote for us in the next term, without changing any state. */
+  private preVote(now: number): ElectionAction[] {
+    this.preTerm = this.term + 1
+    this.preVotes = new Set(this.opts.voter ? [this.opts.self] : [])
+    const actions: ElectionAction[] = [{
+      type: 'broadcast',
+      message: { type: 'vote-request', term: this.preTerm, candidate: this.opts.self, view: this.view, priority: this.opts.priority, pre: true }
+    }]
+    return actions.concat(this.maybeStand(now))
+  }
+
+  private maybeStand(now: number): ElectionAction[] {
+    if (this.preTerm !== this.term + 1 || this.role === 'leader') return []
+    if ([...this.preVotes].filter((v) => this.voters.has(v)).length < majority(this.voters.size)) return []
+    this.preTerm = 0
+    return this.campaign(now)
   }
 
   receive(from: string, message: ElectionMessage, now: number, random: () => number): ElectionAction[] {
@@ -150,7 +174,7 @@ export class Election {
     const actions: ElectionAction[] = [{ type: 'persist', term: this.term, votedFor: this.votedFor }]
     actions.push({
       type: 'broadcast',
-      message: { type: 'vote-request', term: this.term, candidate: this.opts.self, view: this.view, priority: this.opts.priority }
+      message: { type: 'vote-request', term: this.term, candidate: this.opts.self, view: this.view, priority: this.opts.priority, pre: false }
     })
     return actions.concat(this.maybeWin(now))
   }
@@ -161,6 +185,12 @@ export class Election {
     // A live lease is a promise to its leader: no vote for anyone else until it runs out. (A vote
     // binds nothing: a candidate that loses must not keep its voters from the next one.)
     const bound = this.promisedTo !== null && this.promisedTo !== req.candidate && now < this.promiseUntil
+    if (req.pre) {
+      // Would we vote for it in that term? Answered without changing anything.
+      const would = !bound && req.term > this.term && compareViews(req.view, this.view) >= 0
+      // A refusal carries our own term, so a candidate that is behind catches up (etcd raft does the same).
+      return [{ type: 'send', to: req.candidate, message: { type: 'vote', term: would ? req.term : this.term, voter: this.opts.self, granted: would, view: this.view, pre: true } }]
+    }
     if (req.term > this.term && !bound) actions.push(...this.adoptTerm(req.term))
     const granted =
       !bound &&
@@ -171,11 +201,18 @@ export class Election {
       this.votedFor = req.candidate
       actions.push({ type: 'persist', term: this.term, votedFor: this.votedFor })
     }
-    actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted, view: this.view } })
+    actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted, view: this.view, pre: false } })
     return actions
   }
 
   private onVote(vote: Extract<ElectionMessage, { type: 'vote' }>, now: number): ElectionAction[] {
+    if (vote.pre) {
+      if (!vote.granted && compareViews(vote.view, this.view) > 0) this.standDownUntil = now + 2 * this.opts.electionTimeoutMs[1]
+      if (!vote.granted && vote.term > this.term && this.role !== 'leader') return this.adoptTerm(vote.term)
+      if (vote.term !== this.preTerm || !vote.granted || !this.voters.has(vote.voter)) return []
+      this.preVotes.add(vote.voter)
+      return this.maybeStand(now)
+    }
     if (vote.term > this.term) return this.adoptTerm(vote.term)
     if (!vote.granted && compareViews(vote.view, this.view) > 0) {
       // Our view is stale: a candidate that standing first (priority) would keep refusing the

@@ -425,9 +425,9 @@ export class ClusterMember {
   private toElection(m: Extract<Message, { type: ElectionMessage['type'] }>): ElectionMessage {
     switch (m.type) {
       case 'vote-request':
-        return { type: 'vote-request', term: m.term, candidate: hex(m.candidate), view: m.view, priority: m.priority }
+        return { type: 'vote-request', term: m.term, candidate: hex(m.candidate), view: m.view, priority: m.priority, pre: m.pre }
       case 'vote':
-        return { type: 'vote', term: m.term, voter: hex(m.voter), granted: m.granted, view: m.view }
+        return { type: 'vote', term: m.term, voter: hex(m.voter), granted: m.granted, view: m.view, pre: m.pre }
       case 'lease':
         return { type: 'lease', term: m.term, leader: hex(m.leader), at: m.at }
       case 'lease-ack':
@@ -438,9 +438,9 @@ export class ClusterMember {
   private toWire(m: ElectionMessage): Message {
     switch (m.type) {
       case 'vote-request':
-        return { type: 'vote-request', term: m.term, candidate: bytes(m.candidate), view: m.view, priority: m.priority }
+        return { type: 'vote-request', term: m.term, candidate: bytes(m.candidate), view: m.view, priority: m.priority, pre: m.pre }
       case 'vote':
-        return { type: 'vote', term: m.term, voter: bytes(m.voter), granted: m.granted, view: m.view }
+        return { type: 'vote', term: m.term, voter: bytes(m.voter), granted: m.granted, view: m.view, pre: m.pre }
       case 'lease':
         return { type: 'lease', term: m.term, leader: bytes(m.leader), at: m.at }
       case 'lease-ack':
@@ -585,6 +585,8 @@ export class ClusterMember {
     }
     this.servedRecords = merged.size
     if (this.recommitting.size === 0) out.push(...this.startServing())
+    // Records we hold already may be committed at once (a cluster whose only voter is us).
+    else for (const digest of [...this.recommitting]) out.push(...this.tryCommit(digest, this.commits.get(digest)!))
     return out
   }
 

@@ -116,6 +116,8 @@ export interface VoteRequest {
   view: RecordView
   /** mux.priority of the candidate. */
   priority: number
+  /** A pre-vote (Raft PreVote): would you vote for me in `term`? Changes nothing at the voter. */
+  pre: boolean
 }
 
 export interface Vote {
@@ -125,6 +127,8 @@ export interface Vote {
   granted: boolean
   /** The voter's view, so that a candidate refused for a stale one steps aside. */
   view: RecordView
+  /** An answer to a pre-vote. */
+  pre: boolean
 }
 
 export interface Lease {
@@ -304,9 +308,9 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
   pong: { id: 3, encoding: struct<Body<'pong'>>({ nonce: u32 }) },
   'vote-request': {
     id: 4,
-    encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView, priority: u32 })
+    encoding: struct<Body<'vote-request'>>({ term: u64, candidate: key32, view: recordView, priority: u32, pre: bool })
   },
-  vote: { id: 5, encoding: struct<Body<'vote'>>({ term: u64, voter: key32, granted: bool, view: recordView }) },
+  vote: { id: 5, encoding: struct<Body<'vote'>>({ term: u64, voter: key32, granted: bool, view: recordView, pre: bool }) },
   lease: { id: 6, encoding: struct<Body<'lease'>>({ term: u64, leader: key32, at: u64 }) },
   'lease-ack': { id: 7, encoding: struct<Body<'lease-ack'>>({ term: u64, voter: key32, at: u64 }) },
   'htlc-offer': {

@@ -44,8 +44,8 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { ty
     },
     ping: { type: 'ping', nonce: 0xffffffff },
     pong: { type: 'pong', nonce: 0 },
-    'vote-request': { type: 'vote-request', term: 2 ** 40, candidate: agent, view, priority: 7 },
-    vote: { type: 'vote', term: 4, voter: agent, granted: true, view: { term: 3, records: 41 } },
+    'vote-request': { type: 'vote-request', term: 2 ** 40, candidate: agent, view, priority: 7, pre: false },
+    vote: { type: 'vote', term: 4, voter: agent, granted: true, view: { term: 3, records: 41 }, pre: false },
     lease: { type: 'lease', term: 4, leader: agent, at: 1_700_000_000_123 },
     'lease-ack': { type: 'lease-ack', term: 4, voter: agent, at: 1_700_000_000_123 },
     'htlc-offer': {
@@ -203,7 +203,7 @@ test('the inbound gate rejects each bad envelope with its reason', () => {
   assert.equal(reason(forged), 'bad_signature')
   assert.equal(reason(encodeEnvelope(keyPair(), 8, now, { type: 'ping', nonce: 1 })), 'wrong_sender')
   const other = keyPair().publicKey
-  assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'vote', term: 1, voter: other, granted: true, view: { term: 3, records: 41 } })), 'wrong_sender')
+  assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'vote', term: 1, voter: other, granted: true, view: { term: 3, records: 41 }, pre: false })), 'wrong_sender')
   assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'lease', term: 1, leader: other, at: now })), 'wrong_sender')
   assert.equal(reason(sealEnvelope(kp, 9, now, 200, new Uint8Array(1))), 'unknown_type')
   assert.equal(reason(new Uint8Array(MAX_ENVELOPE_BYTES + 1)), 'oversize')

@@ -172,7 +172,7 @@ test('two agents with the secret prove it, exchange hellos, signed messages and 
   const health = a.peers.get(hex(b.publicKey))!
   assert.ok(health.rttMs! >= 0 && health.rttMs! < 1000)
   assert.ok(health.lastSeen >= health.connectedAt)
-  assert.equal(a.broadcast({ type: 'vote', term: 1, voter: a.publicKey, granted: true, view: { term: 3, records: 41 } }), 1)
+  assert.equal(a.broadcast({ type: 'vote', term: 1, voter: a.publicKey, granted: true, view: { term: 3, records: 41 }, pre: false }), 1)
 
   // A changed hello replaces the old one; 'peer' fires only for the first.
   b.updateHello({ ...localHello('edge'), nodes: [] })

@@ -161,23 +161,23 @@ test('a voter grants one vote per term, persists it before answering, and keeps 
   const voter = new Election({ self: 'W', candidate: false, voter: true, priority: 0, ...TIMING }, 0, () => 0.5)
   voter.setVoters(['A', 'B', 'W'])
   const view = { term: 0, records: 0 }
-  const first = voter.receive('A', { type: 'vote-request', term: 1, candidate: 'A', view, priority: 0 }, 10, () => 0.5)
+  const first = voter.receive('A', { type: 'vote-request', term: 1, candidate: 'A', view, priority: 0, pre: false }, 10, () => 0.5)
   const persistAt = first.findIndex((a) => a.type === 'persist' && a.votedFor === 'A')
   const replyAt = first.findIndex((a) => a.type === 'send' && a.message.type === 'vote' && a.message.granted)
   assert.ok(persistAt >= 0 && replyAt > persistAt, 'the vote is persisted before it is sent')
-  const second = voter.receive('B', { type: 'vote-request', term: 1, candidate: 'B', view, priority: 0 }, 20, () => 0.5)
+  const second = voter.receive('B', { type: 'vote-request', term: 1, candidate: 'B', view, priority: 0, pre: false }, 20, () => 0.5)
   assert.ok(second.some((a) => a.type === 'send' && a.message.type === 'vote' && !a.message.granted))
 
   const restarted = new Election({ self: 'W', candidate: false, voter: true, priority: 0, ...TIMING, persisted: { term: 1, votedFor: 'A' } }, 5000, () => 0.5)
   restarted.setVoters(['A', 'B', 'W'])
-  const again = restarted.receive('B', { type: 'vote-request', term: 1, candidate: 'B', view, priority: 0 }, 5010, () => 0.5)
+  const again = restarted.receive('B', { type: 'vote-request', term: 1, candidate: 'B', view, priority: 0, pre: false }, 5010, () => 0.5)
   assert.ok(again.some((a) => a.type === 'send' && a.message.type === 'vote' && !a.message.granted))
 })
 
 test('messages claiming another sender are ignored', () => {
   const voter = new Election({ self: 'W', candidate: false, voter: true, priority: 0, ...TIMING }, 0, () => 0.5)
   voter.setVoters(['A', 'B', 'W'])
-  assert.deepEqual(voter.receive('B', { type: 'vote-request', term: 1, candidate: 'A', view: { term: 0, records: 0 }, priority: 0 }, 10, () => 0.5), [])
+  assert.deepEqual(voter.receive('B', { type: 'vote-request', term: 1, candidate: 'A', view: { term: 0, records: 0 }, priority: 0, pre: false }, 10, () => 0.5), [])
   assert.deepEqual(voter.receive('B', { type: 'lease', term: 9, leader: 'A', at: 10 }, 10, () => 0.5), [])
   assert.equal(voter.term, 0)
 })
@@ -194,4 +194,21 @@ test('higher priority usually stands first', () => {
     if (c.holder() === 'B') preferredWins++
   }
   assert.ok(preferredWins >= 25, `B won ${preferredWins} of 30`)
+})
+
+test('pre-vote: a cut-off candidate does not raise its term, and rejoining does not unseat the leader', () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const c = new Cluster(twoOperators, seed)
+    c.run(10_000)
+    const leader = c.holder()!
+    const other = leader === 'A' ? 'B' : 'A'
+    const termBefore = c.nodes.get(leader)!.term
+    c.partition([other], [leader, 'W'])
+    c.run(20_000)
+    assert.equal(c.nodes.get(other)!.term, termBefore, `seed ${seed}: the cut-off candidate raised its term`)
+    c.cut.clear()
+    c.run(5_000)
+    assert.equal(c.holder(), leader, `seed ${seed}: the leader was unseated by a rejoining member`)
+    assert.equal(c.nodes.get(leader)!.term, termBefore)
+  }
 })
