@@ -23,17 +23,6 @@ export const KNOWN_ISSUES: KnownIssue[] = [
     name: "a dead leader's uncommitted settle record is re-committed after another leader failed parts of that set",
     seed: 9710,
     matches: (v) => v.invariant === '1-no-money-left-behind' && v.detail.includes('by a decision')
-  },
-  {
-    // 1 of seeds 3001–13000. Traced: a part offered ~1.5 s before the run ends is accepted and its
-    // settle committed at the very end; the leader finds its holder disconnected (lossy network) and
-    // drops the decision ('holder_unreachable'); the edge would ask again within REFORWARD_MS (5 s)
-    // or on reconnecting, but the run's final check comes first. Most likely the harness ending too
-    // early rather than a protocol fault; confirm by letting runs settle for > 5 s after the last
-    // commit (test/sim/scenario.ts) before removing this entry.
-    name: 'a part of a settled set stays held to the end of the run',
-    seed: 5765,
-    matches: (v) => v.invariant === '1-no-money-left-behind' && v.detail.includes('never resolved')
   }
 ]
 
