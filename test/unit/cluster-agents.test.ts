@@ -2,70 +2,20 @@
 // LND simulator over gRPC, the lnmux API. Each operator holds only its own node's credentials.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
-import createTestnet from 'hyperdht/testnet.js'
-import { Agent } from '../../src/agent/runtime.ts'
+import type { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
-import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
-import { configWithDefaults } from '../../src/config/defaults.ts'
 import { createLogger } from '../../src/log.ts'
-import { SimNetwork, type SimNode } from '../../src/sim/network.ts'
-import { SimLndServer } from '../../src/sim/server.ts'
 import { payInvoice } from '../../src/sim/payer.ts'
-import { QUICK_TIMING } from '../../src/cluster/member.ts'
+import { SimOperators } from '../../src/sim/operators.ts'
 
 const SAT = 1000n
 const log = createLogger({ level: process.env.HIGHWIRE_TEST_LOG === '1' ? 'debug' : 'error' })
 
-interface Fixture {
-  network: SimNetwork
-  carol: SimNode
-  servers: Map<string, SimLndServer>
-  start: (name: 'A' | 'B' | 'W') => Promise<Agent>
-  agents: Map<string, Agent>
-}
-
-async function fixture(t: TestContext): Promise<Fixture> {
-  const testnet = await createTestnet(3, { host: '127.0.0.1' })
-  const network = new SimNetwork({ clock: Date.now, random: (n) => randomBytes(n) })
-  const [carol, alice, bob] = ['carol', 'alice', 'bob'].map((name) => network.addNode({ name, secretKey: randomBytes(32), requireInterceptor: name !== 'carol' }))
-  network.openChannel(carol!, alice!, { capacityMsat: 1_000_000n * SAT })
-  network.openChannel(carol!, bob!, { capacityMsat: 1_000_000n * SAT })
-  const servers = new Map([['alice', await SimLndServer.start(alice!)], ['bob', await SimLndServer.start(bob!)]])
-  const secret = Buffer.from(newClusterSecret(), 'hex')
-  const identityKey = newIdentityKey()
-  const dirs: string[] = []
-  const agents = new Map<string, Agent>()
-  const storage = new Map<string, string>()
-  const start = async (name: 'A' | 'B' | 'W'): Promise<Agent> => {
-    if (!storage.has(name)) {
-      const dir = await mkdtemp(join(tmpdir(), `highwire-cluster-${name}-`))
-      dirs.push(dir)
-      storage.set(name, dir)
-    }
-    const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
-    const config = configWithDefaults({
-      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
-      mux: { identityKey: node === null ? null : identityKey },
-      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection] },
-      storage: { path: storage.get(name)! },
-      api: { listen: { host: '127.0.0.1', port: 0 } }
-    })
-    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
-    agents.set(name, agent)
-    return agent
-  }
-  t.after(async () => {
-    for (const agent of agents.values()) await agent.close()
-    for (const server of servers.values()) await server.close()
-    await testnet.destroy()
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true })
-  })
-  return { network, carol: carol!, servers, start, agents }
+async function fixture(t: TestContext): Promise<SimOperators> {
+  const ops = await SimOperators.open({ log })
+  t.after(() => ops.close())
+  return ops
 }
 
 async function until(check: () => boolean, limitMs = 15_000): Promise<number> {
@@ -100,7 +50,7 @@ function acceptedOn(c: Record<string, any>): { next: () => Promise<{ hash: Buffe
   }
 }
 
-const serving = (f: Fixture): Agent | undefined => [...f.agents.values()].find((a) => a.member.isServing())
+const serving = (f: SimOperators): Agent | undefined => f.leader()?.[1]
 
 test('two operators receive one multi-part payment through both nodes; a follower\'s API forwards to the leader', async (t) => {
   const f = await fixture(t)
@@ -141,8 +91,7 @@ test('the leader dies with an accepted set: a new leader serves within 5 s and s
   const payment = payInvoice(f.carol, invoice.payment_request, { parts: [{ amountMsat: 600_000n * SAT, hint: 0 }, { amountMsat: 600_000n * SAT, hint: 1 }] })
   await accepted.next()
 
-  await leader.close('killed by the test')
-  f.agents.delete(leaderName)
+  await f.stop(leaderName, 'killed by the test')
   const failover = await until(() => survivor.member.isServing(), 10_000)
   t.diagnostic(`fail-over: ${failover} ms`)
   assert.ok(failover <= 5000, `fail-over took ${failover} ms`)

@@ -6,64 +6,23 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
-import createTestnet from 'hyperdht/testnet.js'
-import { Agent } from '../../src/agent/runtime.ts'
+import type { Agent } from '../../src/agent/runtime.ts'
 import { fetchStatus, type ClusterStatus } from '../../src/api/status.ts'
 import { statusCommand } from '../../src/cli/status.ts'
-import { newClusterSecret, newIdentityKey } from '../../src/config/secrets.ts'
-import { configWithDefaults } from '../../src/config/defaults.ts'
-import { QUICK_TIMING } from '../../src/cluster/member.ts'
 import { createLogger } from '../../src/log.ts'
-import { SimNetwork } from '../../src/sim/network.ts'
-import { SimLndServer } from '../../src/sim/server.ts'
+import { OPERATOR_CHANNEL_MSAT, SimOperators } from '../../src/sim/operators.ts'
 
-const SAT = 1000n
-const CHANNEL_MSAT = 1_000_000n * SAT
 const log = createLogger({ level: process.env.HIGHWIRE_TEST_LOG === '1' ? 'debug' : 'error' })
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'))
 
 type Name = 'A' | 'B' | 'W'
 
-interface Cluster {
-  agents: Map<Name, Agent>
-  servers: Map<string, SimLndServer>
-  start: (name: Name) => Promise<Agent>
-}
-
-async function cluster(t: TestContext): Promise<Cluster> {
-  const testnet = await createTestnet(3, { host: '127.0.0.1' })
-  const network = new SimNetwork({ clock: Date.now, random: (n) => randomBytes(n) })
-  const [carol, alice, bob] = ['carol', 'alice', 'bob'].map((name) => network.addNode({ name, secretKey: randomBytes(32), requireInterceptor: name !== 'carol' }))
-  network.openChannel(carol!, alice!, { capacityMsat: CHANNEL_MSAT })
-  network.openChannel(carol!, bob!, { capacityMsat: CHANNEL_MSAT })
-  const servers = new Map([['alice', await SimLndServer.start(alice!)], ['bob', await SimLndServer.start(bob!)]])
-  const secret = Buffer.from(newClusterSecret(), 'hex')
-  const identityKey = newIdentityKey()
-  const agents = new Map<Name, Agent>()
-  const dirs = new Map<Name, string>()
-  const start = async (name: Name): Promise<Agent> => {
-    if (!dirs.has(name)) dirs.set(name, await mkdtemp(join(tmpdir(), `highwire-status-${name}-`)))
-    const node = name === 'A' ? 'alice' : name === 'B' ? 'bob' : null
-    const config = configWithDefaults({
-      cluster: { secret, bootstrap: testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
-      mux: { identityKey: node === null ? null : identityKey, priority: name === 'A' ? 1 : 0 },
-      lnd: { nodes: node === null ? [] : [servers.get(node)!.connection] },
-      storage: { path: dirs.get(name)! },
-      api: { listen: { host: '127.0.0.1', port: 0 } }
-    })
-    const agent = await Agent.start(config, { log: log.child(name), heightPollMs: 200, tickMs: 20, swarm: { host: '127.0.0.1' }, timing: QUICK_TIMING })
-    agents.set(name, agent)
-    return agent
-  }
-  t.after(async () => {
-    for (const agent of agents.values()) await agent.close()
-    for (const server of servers.values()) await server.close()
-    await testnet.destroy()
-    for (const dir of dirs.values()) await rm(dir, { recursive: true, force: true })
-  })
-  return { agents, servers, start }
+/** A prefers to lead (priority 1), so that who leads is known. */
+async function cluster(t: TestContext): Promise<SimOperators> {
+  const ops = await SimOperators.open({ log, priority: (name) => (name === 'A' ? 1 : 0) })
+  t.after(() => ops.close())
+  return ops
 }
 
 async function until(check: () => boolean | Promise<boolean>, limitMs = 15_000): Promise<void> {
@@ -77,7 +36,7 @@ async function until(check: () => boolean | Promise<boolean>, limitMs = 15_000):
 const address = (agent: Agent): string => `${agent.api!.address.host}:${agent.api!.address.port}`
 const ask = (agent: Agent): Promise<ClusterStatus> => fetchStatus(address(agent), grpc.credentials.createInsecure())
 
-async function settled(c: Cluster): Promise<Agent> {
+async function settled(c: SimOperators): Promise<Agent> {
   const all = [...c.agents.values()]
   await until(() => all.some((a) => a.member.isServing()) && all.every((a) => a.swarm!.peers.ready().length === all.length - 1 && a.member.leader !== null))
   const leader = all.find((a) => a.member.isServing())!
@@ -124,11 +83,11 @@ test('each agent reports the same term and leader, every member with its nodes a
   assert.equal(hex(bobSeenByA[0]!.pubkey), b.nodes[0]!.pubkey)
   assert.equal(bobSeenByA[0]!.virtualScid, b.nodes[0]!.virtualScid)
   assert.equal(bobSeenByA[0]!.alias, b.nodes[0]!.alias)
-  assert.ok(bobSeenByA[0]!.inboundMsat > 0n && bobSeenByA[0]!.inboundMsat <= CHANNEL_MSAT, `Bob's inbound as announced: ${bobSeenByA[0]!.inboundMsat}`)
+  assert.ok(bobSeenByA[0]!.inboundMsat > 0n && bobSeenByA[0]!.inboundMsat <= OPERATOR_CHANNEL_MSAT, `Bob's inbound as announced: ${bobSeenByA[0]!.inboundMsat}`)
   assert.equal(role(fromA, w).nodes.length, 0)
   // Own nodes are probed live: Alice answers, synced, at the height the agent follows.
   assert.deepEqual(fromA.lnd.map((l) => [l.name, hex(l.pubkey), l.reachable, l.syncedToChain, l.error]), [['alice', a.nodes[0]!.pubkey, true, true, '']])
-  assert.equal(fromA.lnd[0]!.host, c.servers.get('alice')!.connection.host)
+  assert.equal(fromA.lnd[0]!.host, c.servers.alice.connection.host)
   assert.equal(fromA.lnd[0]!.blockHeight, a.nodes[0]!.height)
   assert.equal(role(fromA, a).nodes[0]!.inboundMsat, await a.nodes[0]!.refreshInbound(Date.now()))
   assert.deepEqual(statuses.get('W')!.lnd, [])
@@ -139,8 +98,7 @@ test('a member that left stays listed as a voter, not connected; an lnd that is 
   const c = await cluster(t)
   const [a, b] = await Promise.all([c.start('A'), c.start('B'), c.start('W')])
   await settled(c)
-  await b.close('stopped by the test')
-  c.agents.delete('B')
+  await c.stop('B', 'stopped by the test')
   await until(async () => {
     const s = await ask(a)
     const gone = s.members.find((m) => hex(m.agent) === b.id)
@@ -151,8 +109,7 @@ test('a member that left stays listed as a voter, not connected; an lnd that is 
   assert.deepEqual({ role: gone.role, voter: gone.voter, rtt: gone.rttMs, nodes: gone.nodes.length }, { role: 'unknown', voter: true, rtt: null, nodes: 0 })
   assert.equal(hex(s.members.at(-1)!.agent), b.id, 'absent voters come after the connected peers')
 
-  await c.servers.get('alice')!.close()
-  c.servers.delete('alice')
+  await c.servers.alice.close()
   const down = await ask(a)
   assert.equal(down.lnd.length, 1)
   assert.equal(down.lnd[0]!.reachable, false)
