@@ -168,13 +168,15 @@ export class Agent {
     this.every(RECONCILE_MS, () => {
       for (const link of this.nodes) void this.reconcile(link)
     })
-    if (opts.swarm !== false) await this.joinSwarm(opts.swarm?.host)
-    else this.apply(this.member.standAlone())
+    // Intercept and answer the API at once: joining the DHT can take seconds, and lnd fails new
+    // forwards while no interceptor is connected. HTLCs wait at the edge until a leader serves.
     for (const link of this.nodes) link.start()
-    this.every(opts.tickMs ?? 50, () => this.apply(this.member.tick(this.clock())))
     const services = [clusterStatusService(() => this.status(), this.log.child('api'))]
     this.api = await ApiServer.start({ api: this.invoices, listen: this.config.api.listen, tls: this.config.api.tls, log: this.log.child('api'), services })
     this.log.info('api listening', { address: this.api.address })
+    if (opts.swarm !== false) await this.joinSwarm(opts.swarm?.host)
+    else this.apply(this.member.standAlone())
+    this.every(opts.tickMs ?? 50, () => this.apply(this.member.tick(this.clock())))
   }
 
   private async joinSwarm(host: string | undefined): Promise<void> {
