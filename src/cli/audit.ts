@@ -3,8 +3,6 @@
 // secret: the storage path comes from `--storage` or the raw config's `storage.path`.
 // Exit codes: 0 done, 1 verification failed or the storage could not be read, 2 bad arguments.
 import { existsSync } from 'node:fs'
-import { homedir } from 'node:os'
-import { resolve } from 'node:path'
 import type Hypercore from 'hypercore'
 import { AuditLog, readBlocks } from '../audit/log.ts'
 import { AuditRegistry } from '../audit/checkpoint.ts'
@@ -15,6 +13,7 @@ import { decodeEnvelope, verifyEnvelope } from '../cluster/envelope.ts'
 import { loadRawConfig } from '../config/load.ts'
 import { ConfigError, isTree } from '../config/reader.ts'
 import { parseDuration } from '../config/duration.ts'
+import { expandPath } from '../config/schema.ts'
 
 export const AUDIT_USAGE =
   'usage: audit <verify|timeline|state|statement> [--storage PATH] [--core KEY|--all] [--json] ' +
@@ -131,12 +130,6 @@ export function parseAuditArgs(args: string[], now: number): AuditArgs {
     follow: seen.has('follow'),
     filter
   }
-}
-
-// As the config resolves storage.path (src/config/schema.ts expandPath): `~/` is the home folder,
-// relative paths are from the working directory.
-function expandPath(path: string): string {
-  return resolve(path.startsWith('~/') ? homedir() + path.slice(1) : path)
 }
 
 // Only `storage.path` is read: the replay tool must work where the cluster secret is absent.

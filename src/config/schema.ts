@@ -88,7 +88,8 @@ export function isLoopback(host: string): boolean {
   return host === '::1'
 }
 
-function expandPath(path: string): string {
+/** A configured path: `~/` is the home folder, relative paths are from the working directory. */
+export function expandPath(path: string): string {
   return resolve(path.startsWith('~/') ? homedir() + path.slice(1) : path)
 }
 

@@ -2,20 +2,10 @@
 // fail-over is fast, a stale candidate or a minority never wins.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { prng } from '../sim/cluster.ts'
 import { Election, majority, type ElectionAction, type ElectionMessage, type View } from '../../src/cluster/election.ts'
 
 const TIMING = { leaseMs: 3000, heartbeatMs: 1000, clockDriftMs: 300, electionTimeoutMs: [3000, 4500] as const }
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Spec { name: string; candidate: boolean; voter: boolean; priority?: number; view?: View }
 
