@@ -1,12 +1,14 @@
-// Restarting the virtual node: the machine is rebuilt from its durable records (in a real file
-// store) and HTLCs that lnd still holds, re-offered by the edges, reach the same decisions.
+// Restarting the virtual node: the machine is rebuilt from its durable records (in the agent's real
+// audit store on disk) and HTLCs that lnd still holds, re-offered by the edges, reach the same decisions.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MuxMachine } from '../../src/mux/machine.ts'
-import { FileMuxStore, type MuxStore } from '../../src/mux/store.ts'
+import type { MuxStore } from '../../src/mux/store.ts'
+import { AuditLog } from '../../src/audit/log.ts'
+import { AuditMuxStore } from '../../src/audit/mux-store.ts'
 import { MuxError, type MuxOutput, type MuxRecord } from '../../src/mux/types.ts'
 import { FakeClock, IDENTITY_KEY, atOrigin, decisions, invoice, machine, only, part } from './mux-fixture.ts'
 import { FailureCode } from '../../src/ln/failure.ts'
@@ -34,10 +36,15 @@ async function persist(mux: MuxMachine, store: MuxStore, outputs: MuxOutput[]): 
 
 test('restart with held HTLCs: settled sets settle again, accepted sets re-form with the same id, cancels hold', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mux-restart-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
-  const path = join(dir, 'mux.jsonl')
+  const path = join(dir, 'audit')
   const clock = new FakeClock()
-  let store = await FileMuxStore.open(path)
+  let log = await AuditLog.open({ path })
+  // The store closes before its folder goes: closing flushes into it.
+  t.after(async () => {
+    await log.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  let store: MuxStore = new AuditMuxStore(log)
   let mux = machine(clock)
 
   // Invoice 1: two parts through two nodes, settled; the edges have not applied the decisions yet.
@@ -59,11 +66,11 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
   // Invoice 4: cancelled.
   const cancelled = invoice(AMOUNT)
   await persist(mux, store, mux.cancel(cancelled.paymentHash))
-  await store.close()
+  await log.close()
 
-  // The agent restarts: a new machine from the file's records.
-  store = await FileMuxStore.open(path)
-  t.after(() => store.close())
+  // The agent restarts: a new machine from the store's records.
+  log = await AuditLog.open({ path })
+  store = new AuditMuxStore(log)
   mux = MuxMachine.restore({ identityKey: IDENTITY_KEY, now: clock.now }, await loadAll(store))
   assert.equal(mux.status(paid.paymentHash), 'settle_requested')
   assert.equal(mux.status(waiting.paymentHash), undefined)
