@@ -7,7 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AuditLog } from '../src/audit/log.ts'
-import { AuditRegistry, CHECKPOINT_EVERY, type AuditRegistryOptions, type RebuildStats } from '../src/audit/checkpoint.ts'
+import { openRegistry } from '../src/audit/checkpoint.ts'
+import { CHECKPOINT_EVERY, type CheckpointOptions, type RebuildStats } from '../src/audit/snapshot.ts'
 import { encodeBlock, encodeRecord, type AuditRecord } from '../src/audit/records.ts'
 import type { Emit } from './index.ts'
 
@@ -108,7 +109,7 @@ async function buildFixture(dir: string, count: number): Promise<void> {
     const total = count * 2
     const snapshotAt = Math.max(0, total - CHECKPOINT_EVERY)
     for (let i = 0; i < snapshotAt; i += 1000) await log.core.append(blocks(i, Math.min(snapshotAt, i + 1000)))
-    await (await AuditRegistry.open(log, { checkpointEvery: Infinity })).checkpoint()
+    await (await openRegistry(log, { checkpointEvery: Infinity })).checkpoint()
     for (let i = snapshotAt; i < total; i += 1000) await log.core.append(blocks(i, Math.min(total, i + 1000)))
   } finally {
     await log.close()
@@ -117,14 +118,14 @@ async function buildFixture(dir: string, count: number): Promise<void> {
 
 // Open the store read-only (as a restarting agent opens it, minus the write lock) and rebuild its
 // registry; the registry is dropped on return so the next measurement does not pay for its memory.
-async function timedRebuild(dir: string, opts: AuditRegistryOptions): Promise<{ wallS: number; cpuS: number; settled: number; blocks: number; stats: RebuildStats }> {
+async function timedRebuild(dir: string, opts: CheckpointOptions): Promise<{ wallS: number; cpuS: number; settled: number; blocks: number; stats: RebuildStats }> {
   const start = performance.now()
   const cpu = process.cpuUsage()
   const log = await AuditLog.open({ path: dir, readOnly: true })
   try {
-    const reg = await AuditRegistry.open(log, opts)
+    const reg = await openRegistry(log, opts)
     let settled = 0
-    for (const entry of reg.registry.invoices.values()) if (entry.status === 'settled') settled++
+    for (const entry of reg.state.invoices.values()) if (entry.status === 'settled') settled++
     const used = process.cpuUsage(cpu)
     return { wallS: seconds(start), cpuS: (used.user + used.system) / 1e6, settled, blocks: log.core.length, stats: reg.stats }
   } finally {

@@ -184,7 +184,7 @@ export function matches({ core, record }: Located, f: TimelineFilter): boolean {
 // ---- state ----
 
 // The registry over the own core and every replica (or `cores`), folded from the first record: the
-// reference for AuditRegistry (checkpoint.ts), which a restarting agent uses instead.
+// reference for openRegistry (checkpoint.ts), which a restarting agent uses instead.
 export async function state(log: AuditLog, cores: Hypercore[] = log.cores()): Promise<Registry> {
   const reg = emptyRegistry()
   for await (const { core, records } of allBlocks(log, cores)) for (const record of records) applyRecord(reg, record, core)

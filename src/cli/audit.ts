@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import type Hypercore from 'hypercore'
 import { AuditLog, readBlocks } from '../audit/log.ts'
-import { AuditRegistry } from '../audit/checkpoint.ts'
+import { openRegistry } from '../audit/checkpoint.ts'
 import { byTime, matches, state, statement, timeline, verify, type Located, type Statement, type TimelineFilter } from '../audit/replay.ts'
 import { SCHEMA, recordToJSON, type FieldKind, type HtlcRef, type RecordType } from '../audit/records.ts'
 import type { Registry } from '../audit/registry.ts'
@@ -208,7 +208,7 @@ async function run(args: AuditArgs, log: AuditLog, cores: Hypercore[], out: Out,
       return 0
     case 'state': {
       // The whole store: the checkpointed registry, as the agent rebuilds it. One core: folded alone.
-      const registry = args.core === undefined ? (await AuditRegistry.open(log)).registry : await state(log, cores)
+      const registry = args.core === undefined ? (await openRegistry(log)).state : await state(log, cores)
       printState(registry, args.json, out)
       return 0
     }

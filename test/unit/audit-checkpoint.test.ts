@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AuditLog } from '../../src/audit/log.ts'
-import { AuditRegistry, decodeSnapshot, encodeSnapshot, SNAPSHOT_FILE } from '../../src/audit/checkpoint.ts'
+import { openRegistry, decodeSnapshot, encodeSnapshot, SNAPSHOT_FILE } from '../../src/audit/checkpoint.ts'
 import { state } from '../../src/audit/replay.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
 import { tempDir, openLog, bytes, settle } from './audit-helpers.ts'
@@ -28,29 +28,29 @@ test('a restart reads the latest snapshot plus the tail and rebuilds the same re
   const dir = await tempDir(t)
   const first = await AuditLog.open({ path: dir })
   await writeInvoices(first, 0, 30)
-  const reg = await AuditRegistry.open(first, { checkpointEvery: 20 })
+  const reg = await openRegistry(first, { checkpointEvery: 20 })
   assert.equal(reg.stats.snapshot, 'absent')
   assert.equal(reg.stats.tailRecords, 54, 'no snapshot: every record is folded')
   await writeInvoices(first, 30, 40) // folded by catchUp, not yet due for a snapshot
   assert.deepEqual(await reg.catchUp(), { blocks: 18, records: 18 })
-  assert.deepEqual(reg.registry, await state(first))
+  assert.deepEqual(reg.state, await state(first))
   await writeInvoices(first, 40, 45)
   await first.close()
 
   const again = await openLog(t, dir)
-  const restarted = await AuditRegistry.open(again)
+  const restarted = await openRegistry(again)
   assert.equal(restarted.stats.snapshot, 'loaded')
   assert.equal(restarted.stats.snapshotInvoices, 30)
   assert.equal(restarted.stats.tailRecords, 18 + 9, 'the records after the snapshot, and only those')
-  assert.deepEqual(restarted.registry, await state(again))
-  assert.equal([...restarted.registry.invoices.values()].filter((e) => e.status === 'cancelled').length, 9)
+  assert.deepEqual(restarted.state, await state(again))
+  assert.equal([...restarted.state.invoices.values()].filter((e) => e.status === 'cancelled').length, 9)
 })
 
 test('catchUp writes the next snapshot once checkpointEvery records were folded; never on a read-only log', async (t) => {
   const dir = await tempDir(t)
   const log = await AuditLog.open({ path: dir })
   await writeInvoices(log, 0, 10)
-  const reg = await AuditRegistry.open(log, { checkpointEvery: 10 })
+  const reg = await openRegistry(log, { checkpointEvery: 10 })
   const written = await readFile(join(dir, SNAPSHOT_FILE))
   await writeInvoices(log, 10, 12)
   await reg.catchUp()
@@ -59,13 +59,13 @@ test('catchUp writes the next snapshot once checkpointEvery records were folded;
   await reg.catchUp()
   const next = await decodeSnapshot(await readFile(join(dir, SNAPSHOT_FILE)))
   assert.equal(next.cores[0]!.length, log.core.length)
-  assert.deepEqual(next.registry, reg.registry)
+  assert.deepEqual(next.registry, reg.state)
   await writeInvoices(log, 16, 40)
   await log.close()
 
   const reader = await openLog(t, dir, { readOnly: true })
   const before = await readFile(join(dir, SNAPSHOT_FILE))
-  const read = await AuditRegistry.open(reader, { checkpointEvery: 1 })
+  const read = await openRegistry(reader, { checkpointEvery: 1 })
   assert.equal(read.stats.snapshot, 'loaded')
   assert.deepEqual(await readFile(join(dir, SNAPSHOT_FILE)), before)
 })
@@ -77,30 +77,30 @@ test('a snapshot of another store, of a different history, or corrupted is refus
   const b = await openLog(t, dirB)
   await writeInvoices(a, 0, 6)
   await writeInvoices(b, 0, 6)
-  await (await AuditRegistry.open(a)).checkpoint()
+  await (await openRegistry(a)).checkpoint()
   const snapshot = await readFile(join(dirA, SNAPSHOT_FILE))
 
   const otherPath = join(dirB, SNAPSHOT_FILE)
   await writeFile(otherPath, snapshot)
-  const other = await AuditRegistry.open(b)
+  const other = await openRegistry(b)
   assert.equal(other.stats.snapshot, 'rejected')
   assert.match(other.stats.rejected!, /^snapshot covers core [0-9a-f]{64}, which this store does not hold$/)
-  assert.deepEqual(other.registry, await state(b))
+  assert.deepEqual(other.state, await state(b))
 
   // Same store, but the snapshot claims a history the core does not have at that length.
   const decoded = await decodeSnapshot(snapshot)
   decoded.cores[0]!.treeHash = bytes(32, 7)
   await writeFile(join(dirA, 'forged.snapshot'), Buffer.concat(await encodeSnapshot(decoded)))
-  const forged = await AuditRegistry.open(a, { snapshotPath: join(dirA, 'forged.snapshot') })
+  const forged = await openRegistry(a, { snapshotPath: join(dirA, 'forged.snapshot') })
   assert.equal(forged.stats.snapshot, 'rejected')
   assert.match(forged.stats.rejected!, /has a different history at length \d+ than the snapshot$/)
 
   const corrupt = Buffer.from(snapshot)
   corrupt[40] = corrupt[40]! ^ 1
   await writeFile(join(dirA, 'corrupt.snapshot'), corrupt)
-  const damaged = await AuditRegistry.open(a, { snapshotPath: join(dirA, 'corrupt.snapshot') })
+  const damaged = await openRegistry(a, { snapshotPath: join(dirA, 'corrupt.snapshot') })
   assert.deepEqual([damaged.stats.snapshot, damaged.stats.rejected], ['rejected', 'snapshot checksum mismatch'])
-  assert.deepEqual(damaged.registry, await state(a))
+  assert.deepEqual(damaged.state, await state(a))
 })
 
 test('snapshots round-trip conflicts, cancels and several writers, covering replicas too', async (t) => {
@@ -121,15 +121,15 @@ test('snapshots round-trip conflicts, cancels and several writers, covering repl
   const replica = await a.openReplica(b.key)
   while (replica.contiguousLength < b.core.length) await new Promise((r) => setTimeout(r, 20))
 
-  const reg = await AuditRegistry.open(a)
-  assert.deepEqual(reg.registry.conflicts.map((k) => k.reason), ['second_set', 'cancel_after_settle'])
+  const reg = await openRegistry(a)
+  assert.deepEqual(reg.state.conflicts.map((k) => k.reason), ['second_set', 'cancel_after_settle'])
   await reg.checkpoint()
   const snapshot = await decodeSnapshot(await readFile(join(a.store.storage.path, SNAPSHOT_FILE)))
   assert.deepEqual(snapshot.cores.map((c) => [Buffer.from(c.key).toString('hex'), c.length]), [
     [Buffer.from(a.key).toString('hex'), 1],
     [Buffer.from(b.key).toString('hex'), 3]
   ])
-  assert.deepEqual(snapshot.registry, reg.registry)
+  assert.deepEqual(snapshot.registry, reg.state)
   assert.deepEqual(snapshot.registry, await state(a))
   assert.equal(snapshot.registry.invoices.get(Buffer.from(bytes(32, 3)).toString('hex'))!.setId, null)
 })

@@ -1,0 +1,285 @@
+// Checkpoints of a fold over the audit log (DESIGN.md "Audit log"): a restart reads the latest
+// snapshot of the folded state plus the tail of each core, instead of every record ever written
+// (the 1,000,000-settled-invoice start-up target of issue 7). Shared by the settle registry of the
+// replay tool (checkpoint.ts) and the mux ledger a restarting agent serves from (mux-store.ts).
+//
+// Why a snapshot file beside the store, not a checkpoint record in the core: the folded state of
+// 1M invoices is ~100 MB, far over a block (MAX_BLOCK_BYTES) and a replication message; writing it
+// into the signed log again and again would bloat every member's replica with derived data that
+// each of them can compute itself. A snapshot is a local cache of a pure fold and proves nothing;
+// what makes it safe to trust is that it names, per core, the length it covers and the core's
+// Merkle tree hash at that length (what the writer signed). At load each core must still have that
+// tree hash at that length, so a snapshot of another store, of a core since truncated, or of a
+// forked history is refused and the state is rebuilt from scratch. A SHA-256 of the whole file
+// catches a torn or corrupted file; it is written to a temporary name, fsynced, then renamed over
+// the old one, so a crash leaves the previous snapshot intact.
+//
+// Fold order. A full rebuild folds each core whole, own core first; from a snapshot, the folds are
+// each core's covered prefix (in the snapshot), then each core's tail. Both are valid orders of the
+// same records: cores carry no order between them, so a fold must give the same state in any order
+// of its records (see each fold for what, if anything, may differ).
+//
+// Independent of how records were grouped into blocks: the tail is bounded by `checkpointEvery`
+// records, whether an idle agent wrote them one per block or a busy one thousands per block.
+import { createHash } from 'node:crypto'
+import { open, readFile, rename } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import c from 'compact-encoding'
+import type Hypercore from 'hypercore'
+import { readBlocks, type AuditLog } from './log.ts'
+import type { AuditRecord } from './records.ts'
+
+// Records folded since the last snapshot before the next is written: bounds the tail a restart
+// replays (~1.5 s of single-record blocks, see bench/audit.bench.ts) against the cost of rewriting
+// the whole snapshot (~1 s of CPU at 1M invoices, spread over event-loop turns).
+export const CHECKPOINT_EVERY = 100_000
+// Entries encoded or decoded per event-loop turn, so a checkpoint never stalls the agent for long.
+export const CHUNK_ENTRIES = 50_000
+const SHA256_BYTES = 32
+
+export class CheckpointError extends Error {
+  readonly code = 'bad_snapshot'
+  constructor(message: string) {
+    super(message)
+    this.name = 'CheckpointError'
+  }
+}
+
+// The part of one core a snapshot covers: blocks [0, length) with that Merkle tree hash.
+export interface Coverage {
+  key: Uint8Array
+  length: number
+  treeHash: Uint8Array
+}
+
+// What a fold must provide to be checkpointed: its record function, and its state's snapshot body.
+export interface FoldSpec<S> {
+  // The snapshot file's default name, in the log's storage directory.
+  fileName: string
+  // Names the file format; a file of another kind or version is refused.
+  magic: string
+  version: number
+  empty(): S
+  apply(state: S, record: AuditRecord, writer: string): void
+  // How many invoices a state holds (reported in RebuildStats).
+  invoices(state: S): number
+  // The body after the header, as chunks; `writers` maps a covered core's hex key to its index.
+  encode(state: S, writers: Map<string, number>): AsyncIterable<Uint8Array>
+  // The inverse; throws CheckpointError on anything it does not accept. `writers[i]` is the hex key
+  // of the i-th covered core.
+  decode(body: Uint8Array, writers: string[]): Promise<S>
+}
+
+export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+export const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+// ---- file format ----
+// header = string magic ‖ uint version ‖ uint n ‖ (key32 ‖ uint length ‖ fixed32 treeHash)*n
+// file   = header ‖ body (FoldSpec.encode) ‖ sha256(header ‖ body)
+
+function encodeHeader(magic: string, version: number, cores: Coverage[]): Uint8Array {
+  const state = c.state()
+  c.string.preencode(state, magic)
+  c.uint.preencode(state, version)
+  c.uint.preencode(state, cores.length)
+  for (const core of cores) {
+    c.uint.preencode(state, core.length)
+    state.end += 64
+  }
+  state.buffer = Buffer.allocUnsafe(state.end)
+  c.string.encode(state, magic)
+  c.uint.encode(state, version)
+  c.uint.encode(state, cores.length)
+  for (const core of cores) {
+    c.fixed32.encode(state, core.key)
+    c.uint.encode(state, core.length)
+    c.fixed32.encode(state, core.treeHash)
+  }
+  return state.buffer
+}
+
+// The snapshot file's content as chunks, in order.
+export async function encodeSnapshotFile<S>(spec: FoldSpec<S>, cores: Coverage[], state: S): Promise<Uint8Array[]> {
+  const writers = new Map(cores.map((core, i) => [hex(core.key), i]))
+  const sum = createHash('sha256')
+  const chunks: Uint8Array[] = []
+  const push = (b: Uint8Array): void => {
+    sum.update(b)
+    chunks.push(b)
+  }
+  push(encodeHeader(spec.magic, spec.version, cores))
+  for await (const chunk of spec.encode(state, writers)) push(chunk)
+  chunks.push(sum.digest())
+  return chunks
+}
+
+export async function decodeSnapshotFile<S>(spec: FoldSpec<S>, file: Uint8Array): Promise<{ cores: Coverage[]; state: S }> {
+  if (file.byteLength < SHA256_BYTES) throw new CheckpointError('snapshot file is truncated')
+  const content = file.subarray(0, file.byteLength - SHA256_BYTES)
+  const sum = createHash('sha256').update(content).digest()
+  if (Buffer.compare(sum, file.subarray(content.byteLength)) !== 0) throw new CheckpointError('snapshot checksum mismatch')
+  const header = c.state(0, content.byteLength, content)
+  const cores: Coverage[] = []
+  try {
+    if (c.string.decode(header) !== spec.magic) throw new CheckpointError(`not a ${spec.magic} file`)
+    const version = c.uint.decode(header)
+    if (version !== spec.version) throw new CheckpointError(`snapshot version ${version}, expected ${spec.version}`)
+    for (let i = 0, n = c.uint.decode(header); i < n; i++) {
+      cores.push({ key: c.fixed32.decode(header), length: c.uint.decode(header), treeHash: c.fixed32.decode(header) })
+    }
+  } catch (err) {
+    if (err instanceof CheckpointError) throw err
+    throw new CheckpointError(`undecodable snapshot header: ${(err as Error).message}`)
+  }
+  const state = await spec.decode(content.subarray(header.start), cores.map((core) => hex(core.key)))
+  return { cores, state }
+}
+
+// Written whole to `path`.tmp, fsynced, renamed over `path`, then the directory fsynced: a crash
+// at any point leaves either the old snapshot or the new one.
+export async function writeSnapshotFile(path: string, chunks: Uint8Array[]): Promise<void> {
+  const tmp = `${path}.tmp`
+  const file = await open(tmp, 'w')
+  try {
+    for (const chunk of chunks) await file.write(chunk)
+    await file.sync()
+  } finally {
+    await file.close()
+  }
+  await rename(tmp, path)
+  const dir = await open(dirname(path), 'r')
+  try {
+    await dir.sync()
+  } finally {
+    await dir.close()
+  }
+}
+
+// ---- a fold kept current from a log ----
+
+export interface RebuildStats {
+  snapshot: 'loaded' | 'absent' | 'rejected'
+  rejected?: string // why a snapshot file was not used
+  snapshotInvoices: number
+  tailBlocks: number // blocks folded after the snapshot (all of them without one)
+  tailRecords: number
+}
+
+export interface CheckpointOptions {
+  // Snapshot file; defaults to FoldSpec.fileName in the log's storage directory.
+  snapshotPath?: string
+  // Write a snapshot once this many records were folded since the last one (never on a read-only log).
+  checkpointEvery?: number
+}
+
+// A fold of a log, rebuilt at open from the latest valid snapshot plus each core's tail, and brought
+// up to date by `catchUp` (called periodically and before the state is needed; it also writes the
+// next snapshot when one is due).
+export class CheckpointedFold<S> {
+  readonly state: S
+  readonly stats: RebuildStats
+  private readonly folded = new Map<string, number>() // hex core key -> blocks folded
+  private sinceCheckpoint = 0
+  private busy: Promise<unknown> = Promise.resolve()
+
+  private constructor(
+    private readonly log: AuditLog,
+    private readonly spec: FoldSpec<S>,
+    private readonly path: string,
+    private readonly every: number,
+    loaded: { cores: Coverage[]; state: S } | null,
+    stats: RebuildStats
+  ) {
+    this.state = loaded?.state ?? spec.empty()
+    for (const core of loaded?.cores ?? []) this.folded.set(hex(core.key), core.length)
+    this.stats = stats
+  }
+
+  static async open<S>(log: AuditLog, spec: FoldSpec<S>, opts: CheckpointOptions = {}): Promise<CheckpointedFold<S>> {
+    const path = opts.snapshotPath ?? `${log.store.storage.path}/${spec.fileName}`
+    const { loaded, stats } = await loadSnapshot(log, spec, path)
+    const fold = new CheckpointedFold(log, spec, path, opts.checkpointEvery ?? CHECKPOINT_EVERY, loaded, stats)
+    const { blocks, records } = await fold.catchUp()
+    stats.tailBlocks = blocks
+    stats.tailRecords = records
+    return fold
+  }
+
+  // Folds every block stored since the last call, core by core; writes a snapshot when due.
+  catchUp(): Promise<{ blocks: number; records: number }> {
+    return this.exclusive(async () => {
+      let blocks = 0
+      let records = 0
+      for (const core of this.log.cores()) {
+        const key = hex(core.key)
+        let next = this.folded.get(key) ?? 0
+        for await (const block of readBlocks(core, next)) {
+          for (const record of block.records) this.spec.apply(this.state, record, key)
+          next = block.index + 1
+          blocks++
+          records += block.records.length
+        }
+        this.folded.set(key, next)
+      }
+      this.sinceCheckpoint += records
+      if (!this.log.readOnly && this.sinceCheckpoint >= this.every) await this.writeCheckpoint()
+      return { blocks, records }
+    })
+  }
+
+  // Writes a snapshot of the state as folded so far (e.g. at a clean stop).
+  checkpoint(): Promise<void> {
+    return this.exclusive(() => this.writeCheckpoint())
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    const cores: Coverage[] = []
+    for (const core of this.log.cores()) {
+      const length = this.folded.get(hex(core.key)) ?? 0
+      if (length > 0) cores.push({ key: core.key, length, treeHash: await core.treeHash(length) })
+    }
+    await writeSnapshotFile(this.path, await encodeSnapshotFile(this.spec, cores, this.state))
+    this.sinceCheckpoint = 0
+  }
+
+  // catchUp and checkpoint never interleave: both read `folded` and the state across awaits.
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(fn)
+    this.busy = run.catch(() => undefined)
+    return run
+  }
+}
+
+async function loadSnapshot<S>(log: AuditLog, spec: FoldSpec<S>, path: string): Promise<{ loaded: { cores: Coverage[]; state: S } | null; stats: RebuildStats }> {
+  const stats = (snapshot: RebuildStats['snapshot'], rest: Partial<RebuildStats> = {}): RebuildStats =>
+    ({ snapshot, snapshotInvoices: 0, tailBlocks: 0, tailRecords: 0, ...rest })
+  let file: Buffer
+  try {
+    file = await readFile(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { loaded: null, stats: stats('absent') }
+    throw err
+  }
+  try {
+    const loaded = await decodeSnapshotFile(spec, file)
+    await checkCoverage(log.cores(), loaded.cores)
+    return { loaded, stats: stats('loaded', { snapshotInvoices: spec.invoices(loaded.state) }) }
+  } catch (err) {
+    if (!(err instanceof CheckpointError)) throw err
+    return { loaded: null, stats: stats('rejected', { rejected: err.message }) }
+  }
+}
+
+// Every covered core must be open here and hold exactly the covered history.
+async function checkCoverage(open: Hypercore[], cores: Coverage[]): Promise<void> {
+  const byKey = new Map(open.map((core) => [hex(core.key), core]))
+  for (const covered of cores) {
+    const key = hex(covered.key)
+    const core = byKey.get(key)
+    if (core === undefined) throw new CheckpointError(`snapshot covers core ${key}, which this store does not hold`)
+    if (core.contiguousLength < covered.length) throw new CheckpointError(`core ${key} holds ${core.contiguousLength} blocks, snapshot covers ${covered.length}`)
+    if (Buffer.compare(await core.treeHash(covered.length), covered.treeHash) !== 0) {
+      throw new CheckpointError(`core ${key} has a different history at length ${covered.length} than the snapshot`)
+    }
+  }
+}
