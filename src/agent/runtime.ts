@@ -19,6 +19,7 @@ import { clusterStatusService, readAgentStatus, type ClusterStatus } from '../ap
 import type { CircuitKey, InterceptedHtlc } from '../lnd/circuits.ts'
 import type { LndEvent } from '../lnd/client.ts'
 import type { MuxRecord } from '../mux/types.ts'
+import { MuxLedger } from '../mux/ledger.ts'
 import type { Logger } from '../log.ts'
 import { NodeLink } from './node-link.ts'
 import { loadMemberState, saveMemberState } from './member-state.ts'
@@ -133,7 +134,7 @@ export class Agent {
         witness: agentRole(config) === 'witness',
         priority: config.mux.priority,
         timing: opts.timing ?? DEFAULT_TIMING,
-        persisted: { ...state, records },
+        persisted: { ...state, records: MuxLedger.of(records, config.mux.identityKey) },
         now: (opts.now ?? Date.now)(),
         clock: opts.now ?? Date.now,
         random: Math.random,

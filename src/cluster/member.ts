@@ -18,6 +18,7 @@ import { Election, majority, type ElectionAction, type ElectionMessage } from '.
 import type { Hello, HtlcOffer, Message, Resolution } from './messages.ts'
 import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../edge/edge.ts'
 import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
+import type { MuxLedger } from '../mux/ledger.ts'
 import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
 import { decodeRecord, encodeRecord } from '../mux/records.ts'
 import type { Circuit, Decision, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
@@ -72,8 +73,11 @@ export interface MemberOptions {
   witness: boolean
   priority: number
   timing: MemberTiming
-  /** Durable state from the previous run. */
-  persisted: { term: number; votedFor: string | null; voters: string[]; servedTerm?: number; records: MuxRecord[] }
+  /**
+   * Durable state from the previous run. `records`: the mux records it holds, verified with the
+   * mux's identity key on a candidate (the member owns the ledger from now on).
+   */
+  persisted: { term: number; votedFor: string | null; voters: string[]; servedTerm?: number; records: MuxLedger }
   now: number
   /**
    * The mux's clock between ticks (its timers start at an HTLC's arrival); by default the time of
@@ -196,8 +200,8 @@ export class ClusterMember {
   readonly edge: Edge
   private readonly peers = new Map<string, Peer>()
   private readonly voters: Set<string>
-  /** Settle, cancel and final records this member holds durably, by recordKey. */
-  private readonly records = new Map<string, MuxRecord>()
+  /** Settle, cancel and final records this member holds durably. */
+  private readonly ledger: MuxLedger
   /** Records being stored for a leader's notice: digest → leader to acknowledge. */
   private readonly noticeAcks = new Map<string, { leader: string; term: number }>()
   private now: number
@@ -248,7 +252,7 @@ export class ClusterMember {
     this.voters = new Set(opts.persisted.voters)
     if (voter) this.voters.add(opts.self)
     this.election.setVoters(this.voters)
-    for (const record of opts.persisted.records) this.records.set(recordKey(record), record)
+    this.ledger = opts.persisted.records
     this.servedTerm = opts.persisted.servedTerm ?? 0
     this.updateView()
   }
@@ -272,7 +276,7 @@ export class ClusterMember {
   }
 
   knownRecords(): number {
-    return this.records.size
+    return this.ledger.size
   }
 
   voterIds(): ReadonlySet<string> {
@@ -366,7 +370,7 @@ export class ClusterMember {
   recordPersisted(record: MuxRecord): MemberAction[] {
     const encoded = recordBytes(record)
     const digest = digestOf(encoded)
-    this.records.set(recordKey(record), record)
+    this.ledger.add(record)
     this.updateView()
     const actions: MemberAction[] = []
     const notice = this.noticeAcks.get(digest)
@@ -490,9 +494,7 @@ export class ClusterMember {
     this.leaderTerm = term
     this.mux = null
     const waiting = new Set([...this.peers.keys()])
-    const own = [...this.records.values()]
-    const holders = new Map(own.map((r) => [digestOf(recordBytes(r)), new Set([this.self])]))
-    this.gathering = { term, waiting, answered: new Set([this.self]), records: own, holders, deadline: this.now + this.opts.timing.gatherTimeoutMs }
+    this.gathering = { term, waiting, answered: new Set([this.self]), records: [], holders: new Map(), deadline: this.now + this.opts.timing.gatherTimeoutMs }
     if (waiting.size === 0) return this.finishGathering()
     return [{ type: 'broadcast', message: { type: 'records-request', term, requestId: term % 2 ** 32, after: 0 } }]
   }
@@ -502,7 +504,7 @@ export class ClusterMember {
     if (term < this.term) return []
     const pages: Uint8Array[][] = [[]]
     let size = 0
-    for (const record of this.records.values()) {
+    for (const record of this.ledger.records()) {
       const encoded = recordBytes(record)
       if (size + encoded.length > 48 * 1024 || pages[pages.length - 1]!.length >= 256) {
         pages.push([])
@@ -560,20 +562,20 @@ export class ClusterMember {
     }
     this.gathering = null
     const out: MemberAction[] = []
-    const merged = new Map<string, MuxRecord>()
-    for (const record of gathering.records) merged.set(recordKey(record), record)
-    const ordered = [...merged.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
-    const rejected: MuxRecord[] = []
+    // Our records and every answer's, in a ledger of the mux's own (any order gives the same one).
+    const merged = this.ledger.fork()
+    for (const record of gathering.records) merged.add(record)
+    const rejected = new Set<string>()
     const clock = this.opts.clock ?? (() => this.now)
-    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, ordered, (record) => rejected.push(record))
-    for (const record of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: recordKey(record) })
-    // A gathered record held by less than a majority may come from a leader that died before
+    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, merged, (record) => rejected.add(recordKey(record)))
+    for (const key of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: key })
+    // A record the mux uses that less than a majority holds may come from a leader that died before
     // committing it: commit it again (in our term) before acting on it. The rest we keep too.
-    for (const record of ordered) {
-      if (rejected.includes(record)) continue
+    for (const record of this.recordsToConfirm(gathering, merged)) {
+      if (rejected.has(recordKey(record))) continue
       const digest = digestOf(recordBytes(record))
-      const held = [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
-      const known = this.records.has(recordKey(record))
+      const known = this.holds(record, digest)
+      const held = (known && this.voters.has(this.self) ? 1 : 0) + [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
       if (record.type !== 'final' && held < majority(this.voters.size)) {
         this.recommitting.add(digest)
         this.commits.set(digest, { record, stored: known, acks: new Set(), recommit: true })
@@ -588,6 +590,27 @@ export class ClusterMember {
     // Records we hold already may be committed at once (a cluster whose only voter is us).
     else for (const digest of [...this.recommitting]) out.push(...this.tryCommit(digest, this.commits.get(digest)!))
     return out
+  }
+
+  /**
+   * The records of `merged` that finishGathering must look at: those the answers brought, and ours
+   * unless we alone are a majority (then every one of ours is held by a majority: a start-up with a
+   * million records costs nothing here). Settles first, then finals, then cancels.
+   */
+  private recordsToConfirm(gathering: NonNullable<ClusterMember['gathering']>, merged: MuxLedger): MuxRecord[] {
+    const alone = this.voters.has(this.self) && majority(this.voters.size) <= 1
+    const byKey = new Map<string, MuxRecord>()
+    for (const record of [...(alone ? [] : this.ledger.records()), ...gathering.records]) {
+      const kept = merged.get(record.type, record.hash)
+      if (kept !== undefined) byKey.set(recordKey(kept), kept)
+    }
+    return [...byKey.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
+  }
+
+  /** Whether our own ledger holds exactly this record. */
+  private holds(record: MuxRecord, digest: string): boolean {
+    const own = this.ledger.get(record.type, record.hash)
+    return own !== undefined && digestOf(recordBytes(own)) === digest
   }
 
   private startServing(): MemberAction[] {
@@ -718,7 +741,7 @@ export class ClusterMember {
       return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
     }
     const digest = digestOf(recordBytes(record))
-    const known = this.records.get(recordKey(record))
+    const known = this.ledger.get(record.type, record.hash)
     if (known !== undefined && digestOf(recordBytes(known)) === digest) {
       return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     }
@@ -754,7 +777,7 @@ export class ClusterMember {
   }
 
   private updateView(): void {
-    this.election.setView({ term: this.servedTerm, records: this.records.size })
+    this.election.setView({ term: this.servedTerm, records: this.ledger.size })
   }
 }
 

@@ -6,11 +6,17 @@
 // Write-ahead (DESIGN.md invariant 6): settle(hash, setId) only emits a `persist` output with the
 // settle_requested record. The driver appends and flushes it, then feeds it back with
 // recordPersisted(); only then are the settle decisions (the preimage) emitted.
-import { createHash } from 'node:crypto'
-import { DEFAULT_VIRTUAL_CHANNEL_POLICY, statelessPreimage, type VirtualChannelPolicy } from '../ln/stateless.ts'
+//
+// Restored from a ledger (ledger.ts) of durable records: an invoice of the ledger becomes a live
+// object only when an input concerns it, so a leader with a million settled invoices starts at the
+// cost of its unsettled ones. What restore needs of all of them up front is in the ledger already:
+// which records it refuses (reported at once), which settled sets await their final status (their
+// circuits answer final resolutions, which carry no hash), and the settlement numbers.
+import { DEFAULT_VIRTUAL_CHANNEL_POLICY, type VirtualChannelPolicy } from '../ln/stateless.ts'
 import { htlcSetId } from '../ln/setid.ts'
 import { FailureCode } from '../ln/failure.ts'
 import { checkHtlc, encryptedFailure, htlcShapeError, incorrectOrUnknown, type ValidPart } from './checks.ts'
+import { MuxLedger, settlePreimage, type SettlementOrder } from './ledger.ts'
 import {
   MuxError,
   type Circuit,
@@ -108,7 +114,6 @@ interface Remembered {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
 
 export function circuitId(c: Circuit): string {
   return `${hex(c.node)}:${c.chanId}:${c.htlcId}`
@@ -129,13 +134,18 @@ export class MuxMachine {
   private readonly autoSettle: boolean
   private readonly decisionMemory: number
   private height: number
+  /** The durable records this machine was restored from; read, never written. */
+  private ledger: MuxLedger
+  /** Settlement numbers of the ledger's settled sets. */
+  private restoredOrder: SettlementOrder
+  /** Invoices an input concerned since the restore (and those restore needs at hand). */
   private readonly invoices = new Map<string, Invoice>()
   /** Invoices with an open set: the only ones timers and heights concern. */
   private readonly live = new Set<Invoice>()
-  /** Circuit → hash of every settled set's HTLC, for final resolutions (which carry no hash). */
+  /** Circuit → hash of the HTLCs of settled sets held in `invoices`, for final resolutions (which carry no hash). */
   private readonly settledCircuits = new Map<string, string>()
   private readonly decided = new Map<string, Remembered>()
-  /** Invoices whose settlement was requested, in that order. */
+  /** Invoices whose settlement was requested since the restore, in that order (numbered after the restored ones). */
   private readonly settlementOrder: Invoice[] = []
 
   constructor(opts: MuxOptions) {
@@ -150,23 +160,29 @@ export class MuxMachine {
     this.autoSettle = opts.autoSettle ?? false
     this.decisionMemory = opts.decisionMemory ?? DECISION_MEMORY
     this.height = opts.height ?? 0
+    this.ledger = new MuxLedger(opts.identityKey)
+    this.restoredOrder = this.ledger.settlementOrder()
   }
 
   /**
-   * Rebuilds a machine from its durable records, in the order they were written. A record that
-   * contradicts the ones before it throws, unless `onConflict` takes it (a new leader merging
-   * several members' records skips it and reports it).
+   * Rebuilds a machine from its durable records (a ledger, or records to fold into one). Per
+   * payment hash its settle record applies first, then its final record, then its cancel. A record
+   * that contradicts the others throws, unless `onConflict` takes it (a new leader merging several
+   * members' records skips it and reports it).
    */
-  static restore(opts: MuxOptions, records: Iterable<MuxRecord>, onConflict?: (record: MuxRecord, err: MuxError) => void): MuxMachine {
-    const machine = new MuxMachine(opts)
-    for (const record of records) {
-      try {
-        machine.apply(record)
-      } catch (err) {
-        if (!(err instanceof MuxError) || err.code !== 'bad_record' || onConflict === undefined) throw err
-        onConflict(record, err)
-      }
+  static restore(opts: MuxOptions, durable: MuxLedger | Iterable<MuxRecord>, onConflict?: (record: MuxRecord, err: MuxError) => void): MuxMachine {
+    const ledger = durable instanceof MuxLedger ? durable : MuxLedger.of(durable, opts.identityKey)
+    if (ledger.identityKey === null || !equalBytes(ledger.identityKey, opts.identityKey)) {
+      throw new MuxError('bad_input', 'the ledger was verified with another identity key')
     }
+    const machine = new MuxMachine(opts)
+    machine.ledger = ledger
+    machine.restoredOrder = ledger.settlementOrder()
+    const refuse = onConflict ?? ((_record: MuxRecord, err: MuxError) => {
+      throw err
+    })
+    for (const hash of ledger.refusing()) machine.keep(hash, machine.restoredInvoice(hash, refuse)!)
+    for (const hash of ledger.pending()) machine.find(hash)
     return machine
   }
 
@@ -180,7 +196,7 @@ export class MuxMachine {
     this.height = Math.max(this.height, htlc.currentHeight)
     const key = circuitId(htlc.circuit)
     const hashHex = hex(htlc.paymentHash)
-    const invoice = this.invoices.get(hashHex)
+    const invoice = this.find(hashHex)
 
     // Replays first, before any check that time may have changed: a part of the settled set is
     // settled again with the same preimage (invariant 1), whatever the clock says now.
@@ -207,7 +223,7 @@ export class MuxMachine {
   /** The application settles the accepted set `setId` of `hash` (lnmux SettleInvoice). Idempotent. */
   settle(hash: Uint8Array, setId: Uint8Array): MuxOutput[] {
     if (this.autoSettle) throw new MuxError('auto_settle', 'settle requested while autoSettle is on')
-    const invoice = this.invoices.get(hex(hash))
+    const invoice = this.find(hex(hash))
     if (invoice === undefined) throw new MuxError('invoice_not_found', 'no HTLC set for this payment hash')
     if (invoice.cancelled) throw new MuxError('invoice_cancelled', 'the invoice was cancelled')
     const chosen = invoice.settled?.setId ?? invoice.open?.settlePending?.setId
@@ -227,7 +243,7 @@ export class MuxMachine {
    */
   cancel(hash: Uint8Array): MuxOutput[] {
     const hashHex = hex(hash)
-    let invoice = this.invoices.get(hashHex)
+    let invoice = this.find(hashHex)
     if (invoice?.settled !== undefined || invoice?.open?.settlePending !== undefined) {
       throw new MuxError('invoice_settled', 'settlement was already requested')
     }
@@ -244,12 +260,14 @@ export class MuxMachine {
 
   /** The store confirmed `record` (appended and flushed). */
   recordPersisted(record: MuxRecord): MuxOutput[] {
-    const invoice = this.invoices.get(hex(record.hash))
+    const hashHex = hex(record.hash)
+    const invoice = this.find(hashHex)
     switch (record.type) {
       case 'settle_requested': {
         const set = invoice?.open
         if (invoice === undefined || set?.settlePending !== record) throw new MuxError('bad_record', 'no settle request is pending for this record')
-        this.apply(record)
+        this.apply(invoice, record)
+        this.keep(hashHex, invoice)
         this.live.delete(invoice)
         invoice.open = undefined
         return [...set.parts.values()].map((part) => this.decide(part.htlc.circuit, invoice.hash, { action: 'settle', preimage: set.preimage }))
@@ -273,7 +291,7 @@ export class MuxMachine {
    * next resolution. A cancel stays in force in memory; the application retries it.
    */
   recordFailed(record: MuxRecord): MuxOutput[] {
-    const invoice = this.invoices.get(hex(record.hash))
+    const invoice = this.find(hex(record.hash))
     if (record.type === 'settle_requested' && invoice?.open?.settlePending === record) invoice.open.settlePending = undefined
     if (record.type === 'final' && invoice?.settled?.finalPending) invoice.settled.finalPending = false
     return []
@@ -345,7 +363,7 @@ export class MuxMachine {
   }
 
   status(hash: Uint8Array): InvoiceStatus | undefined {
-    const invoice = this.invoices.get(hex(hash))
+    const invoice = this.peek(hex(hash))
     if (invoice === undefined) return undefined
     if (invoice.cancelled) return 'cancelled'
     if (invoice.settled !== undefined) return invoice.settled.final ?? 'settle_requested'
@@ -366,10 +384,13 @@ export class MuxMachine {
 
   /** Settlements with sequence number ≥ `from`, ascending, at most `max` (lnmux ListInvoices). */
   settlements(from: bigint, max: number): Settlement[] {
-    const start = from <= 1n ? 0 : Number(from - 1n)
-    return this.settlementOrder.slice(start, start + max).map((invoice) => {
+    const restored = this.restoredOrder.count
+    const total = restored + this.settlementOrder.length
+    const out: Settlement[] = []
+    for (let rank = from <= 1n ? 0 : Number(from - 1n); rank < total && out.length < max; rank++) {
+      const invoice = rank < restored ? this.peek(this.restoredOrder.hashAt(rank))! : this.settlementOrder[rank - restored]!
       const s = invoice.settled!
-      return {
+      out.push({
         sequence: s.sequence,
         hash: invoice.hash,
         preimage: s.preimage,
@@ -377,8 +398,9 @@ export class MuxMachine {
         status: s.final ?? 'settle_requested',
         requestedAt: s.requestedAt,
         finalizedAt: s.finalizedAt
-      }
-    })
+      })
+    }
+    return out
   }
 
   /** Settled-set HTLCs whose final resolution is still unknown: look them up after a restart. */
@@ -398,7 +420,7 @@ export class MuxMachine {
   private addPart(part: ValidPart): MuxOutput[] {
     const { htlc } = part
     const hashHex = hex(htlc.paymentHash)
-    let invoice = this.invoices.get(hashHex)
+    let invoice = this.find(hashHex)
     const unknown = (reason: FailReason): MuxOutput[] => [
       this.decide(htlc.circuit, htlc.paymentHash, incorrectOrUnknown(part.sharedSecret, htlc, this.height), reason)
     ]
@@ -513,17 +535,51 @@ export class MuxMachine {
   // -------------------------------------------------------------------------------------------
   // Durable records
 
+  /** The invoice for `hashHex`: one held already, else the one restore makes of the ledger's records, held from now on. */
+  private find(hashHex: string): Invoice | undefined {
+    const held = this.invoices.get(hashHex)
+    if (held !== undefined) return held
+    const restored = this.restoredInvoice(hashHex)
+    if (restored !== undefined) this.keep(hashHex, restored)
+    return restored
+  }
+
+  /** Like find, for queries: a restored invoice is built for the answer and not held. */
+  private peek(hashHex: string): Invoice | undefined {
+    return this.invoices.get(hashHex) ?? this.restoredInvoice(hashHex)
+  }
+
+  private keep(hashHex: string, invoice: Invoice): void {
+    this.invoices.set(hashHex, invoice)
+    for (const key of invoice.settled?.htlcs.keys() ?? []) this.settledCircuits.set(key, hashHex)
+  }
+
   /**
-   * Applies a durable record to the registry (restore, and a persisted settle request). Records are
+   * The invoice restore makes of the ledger's records for `hashHex`: its settle record, then its
+   * final record, then its cancel. A record the others contradict goes to `refused` (restore
+   * reports those of ledger.refusing(); elsewhere there are none).
+   */
+  private restoredInvoice(hashHex: string, refused: (record: MuxRecord, err: MuxError) => void = () => {}): Invoice | undefined {
+    const entry = this.ledger.entry(hashHex)
+    if (entry === undefined) return undefined
+    const invoice: Invoice = { hash: Buffer.from(entry.hash), cancelled: false }
+    for (const record of [entry.settle, entry.final, entry.cancel]) {
+      if (record === undefined) continue
+      try {
+        this.apply(invoice, record)
+      } catch (err) {
+        if (!(err instanceof MuxError) || err.code !== 'bad_record') throw err
+        refused(record, err)
+      }
+    }
+    return invoice
+  }
+
+  /**
+   * Applies a durable record to an invoice (restore, and a persisted settle request). Records are
    * idempotent: a new leader may read the same record from several replicated cores.
    */
-  private apply(record: MuxRecord): void {
-    const hashHex = hex(record.hash)
-    let invoice = this.invoices.get(hashHex)
-    if (invoice === undefined) {
-      invoice = { hash: Buffer.from(record.hash), cancelled: false }
-      this.invoices.set(hashHex, invoice)
-    }
+  private apply(invoice: Invoice, record: MuxRecord): void {
     switch (record.type) {
       case 'settle_requested': {
         if (invoice.cancelled) throw new MuxError('bad_record', 'settle record for a cancelled invoice')
@@ -531,22 +587,20 @@ export class MuxMachine {
           if (equalBytes(invoice.settled.setId, record.setId)) return
           throw new MuxError('bad_record', 'a second HTLC set settled for one invoice')
         }
-        const preimage = statelessPreimage(this.identityKey, record.paymentAddr)
         // A settle record this identity key cannot redeem means the wrong key or a corrupt log.
-        if (!equalBytes(sha256(preimage), record.hash)) throw new MuxError('bad_record', 'settle record does not match the identity key')
-        const htlcs = new Map(record.htlcs.map((h) => [circuitId(h.circuit), h] as const))
+        const preimage = settlePreimage(this.identityKey, record)
+        if (preimage === null) throw new MuxError('bad_record', 'settle record does not match the identity key')
+        const rank = this.restoredOrder.rankOf(hex(record.hash))
         invoice.settled = {
-          sequence: BigInt(this.settlementOrder.length + 1),
+          sequence: BigInt(rank === undefined ? this.restoredOrder.count + this.settlementOrder.push(invoice) : rank + 1),
           setId: record.setId,
           preimage,
           amountMsat: record.amountMsat,
           requestedAt: record.time,
-          htlcs,
+          htlcs: new Map(record.htlcs.map((h) => [circuitId(h.circuit), h] as const)),
           resolved: new Map(),
           finalPending: false
         }
-        this.settlementOrder.push(invoice)
-        for (const key of htlcs.keys()) this.settledCircuits.set(key, hashHex)
         return
       }
       case 'cancelled':

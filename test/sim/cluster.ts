@@ -15,6 +15,7 @@ import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/clus
 import type { Hello, Message } from '../../src/cluster/messages.ts'
 import { edgeHtlcId, type EdgeHtlc } from '../../src/edge/edge.ts'
 import type { Decision } from '../../src/lnd/circuits.ts'
+import { MuxLedger } from '../../src/mux/ledger.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
 
 export interface AgentSpec {
@@ -111,7 +112,7 @@ export class SimAgent {
       witness: spec.witness ?? false,
       priority: spec.priority ?? 0,
       timing: DEFAULT_TIMING,
-      persisted: { ...this.storage, records: [...this.storage.records] },
+      persisted: { ...this.storage, records: MuxLedger.of(this.storage.records, spec.candidate ? cluster.muxOptions!.identityKey : null) },
       now: cluster.now,
       random: cluster.random,
       deadlineMarginBlocks: DEADLINE_MARGIN_BLOCKS

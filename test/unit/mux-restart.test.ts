@@ -9,6 +9,7 @@ import { MuxMachine } from '../../src/mux/machine.ts'
 import type { MuxStore } from '../../src/mux/store.ts'
 import { AuditLog } from '../../src/audit/log.ts'
 import { AuditMuxStore } from '../../src/audit/mux-store.ts'
+import { MuxLedger } from '../../src/mux/ledger.ts'
 import { MuxError, type MuxOutput, type MuxRecord } from '../../src/mux/types.ts'
 import { FakeClock, IDENTITY_KEY, atOrigin, decisions, invoice, machine, only, part } from './mux-fixture.ts'
 import { FailureCode } from '../../src/ln/failure.ts'
@@ -102,7 +103,7 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
   assert.deepEqual(only(third.htlc(p1.htlc), 'decision').decision, { action: 'settle', preimage: paid.preimage })
 })
 
-test('restore: duplicate records (several replicated cores) are idempotent; contradictions are refused', () => {
+test('restore: duplicate records (several replicated cores) are idempotent; of two different ones the earlier is kept; contradictions are refused', () => {
   const clock = new FakeClock()
   const mux = machine(clock)
   const inv = invoice(AMOUNT)
@@ -111,16 +112,32 @@ test('restore: duplicate records (several replicated cores) are idempotent; cont
   const opts = { identityKey: IDENTITY_KEY, now: clock.now }
   assert.equal(MuxMachine.restore(opts, [record, record]).status(inv.paymentHash), 'settle_requested')
 
+  // A split brain wrote two sets, or two final statuses, for one invoice: every member keeps the
+  // earlier record (src/mux/ledger.ts), whatever order it read them in.
+  const later = { ...record, setId: new Uint8Array(32), time: record.time + 1 } as MuxRecord
+  for (const records of [[record, later], [later, record]]) {
+    const restored = MuxMachine.restore(opts, records)
+    assert.deepEqual(restored.settle(inv.paymentHash, setId), [])
+    assert.throws(() => restored.settle(inv.paymentHash, new Uint8Array(32)), (e: unknown) => e instanceof MuxError && e.code === 'set_id_mismatch')
+  }
+  const settled: MuxRecord = { type: 'final', hash: inv.paymentHash, setId, status: 'settled', time: 1 }
+  const failed: MuxRecord = { type: 'final', hash: inv.paymentHash, setId, status: 'failed', time: 2 }
+  assert.equal(MuxMachine.restore(opts, [record, failed, settled]).status(inv.paymentHash), 'settled')
+
   const bad = (records: MuxRecord[]) => assert.throws(() => MuxMachine.restore(opts, records), (e: unknown) => e instanceof MuxError && e.code === 'bad_record')
   const cancel: MuxRecord = { type: 'cancelled', hash: inv.paymentHash, time: 1 }
   bad([record, cancel])
   bad([cancel, record])
-  bad([record, { ...record, setId: new Uint8Array(32) } as MuxRecord])
-  bad([{ type: 'final', hash: inv.paymentHash, setId, status: 'settled', time: 1 }])
-  bad([record, { type: 'final', hash: inv.paymentHash, setId, status: 'settled', time: 1 }, { type: 'final', hash: inv.paymentHash, setId, status: 'failed', time: 2 }])
+  bad([settled])
+  bad([record, { ...settled, setId: new Uint8Array(32) }])
   // Records another identity key wrote cannot be redeemed: refused rather than settling garbage.
   assert.throws(
     () => MuxMachine.restore({ identityKey: Buffer.alloc(32, 0x33), now: clock.now }, [record]),
     (e: unknown) => e instanceof MuxError && e.code === 'bad_record'
+  )
+  // A ledger verified with one key cannot restore a machine with another.
+  assert.throws(
+    () => MuxMachine.restore({ identityKey: Buffer.alloc(32, 0x33), now: clock.now }, MuxLedger.of([record], IDENTITY_KEY)),
+    (e: unknown) => e instanceof MuxError && e.code === 'bad_input'
   )
 })

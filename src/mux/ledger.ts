@@ -1,0 +1,331 @@
+// The durable records of the virtual node one member holds (DESIGN.md invariants 1, 2 and 6: the
+// settle, cancel and final records), as a set: per payment hash at most one record of each type.
+// Pure, like the rest of src/mux.
+//
+// Any order, same ledger. Records reach a member from its own core, from replicas of the others'
+// cores, from a leader's notices and from the answers a new leader gathers, in no order that means
+// anything. So the ledger is a fold that does not depend on it: of two different records of one
+// type for one hash (a split brain wrote both) the earlier one is kept (time, then encoding), and
+// settlements are numbered by (settle request time, payment hash). Every member and every restart
+// therefore holds the same ledger for the same records, and numbers settlements alike; and an
+// agent may start from a snapshot of its ledger plus the records written since (src/audit/
+// mux-store.ts) and serve exactly as if it had read every record.
+//
+// Verdicts. Whether a settle record derives its payment hash under the identity key (it can be
+// redeemed) is decided once, when the record enters a ledger that has the key, and kept with it:
+// restoring a mux (MuxMachine.restore) then needs no HMAC per settled invoice. A snapshot names the
+// key its verdicts were made with (keyFingerprint) and is refused under another.
+//
+// Two tiers: an immutable packed base (ledger-format.ts, from a snapshot) and the live entries
+// added since, which shadow base entries of the same hash. fork() shares the base and copies the
+// live entries, so a new leader's mux gets a ledger of its own at the cost of the records written
+// since the snapshot.
+import { createHash, createHmac } from 'node:crypto'
+import { statelessPreimage } from '../ln/stateless.ts'
+import { encodeRecord } from './records.ts'
+import type { MuxRecord } from './types.ts'
+import {
+  encodeEntries,
+  encodeHeader,
+  entryFlags,
+  FLAG_CANCEL,
+  FLAG_FINAL,
+  FLAG_FINAL_OWN_SET,
+  FLAG_REDEEMABLE,
+  FLAG_SETTLE,
+  LedgerBase
+} from './ledger-format.ts'
+
+export type SettleRecord = Extract<MuxRecord, { type: 'settle_requested' }>
+export type FinalRecord = Extract<MuxRecord, { type: 'final' }>
+export type CancelRecord = Extract<MuxRecord, { type: 'cancelled' }>
+
+/** What one member holds for one payment hash. */
+export interface LedgerEntry {
+  readonly hash: Uint8Array
+  readonly settle?: SettleRecord
+  readonly final?: FinalRecord
+  readonly cancel?: CancelRecord
+  /** The settle record can be redeemed with the ledger's identity key (true in a ledger without one). */
+  readonly redeemable: boolean
+}
+
+const FIELD = { settle_requested: 'settle', final: 'final', cancelled: 'cancel' } as const
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+
+/** The preimage a settle record stands for, or null if it does not derive the record's hash under this key. */
+export function settlePreimage(identityKey: Uint8Array, settle: SettleRecord): Uint8Array | null {
+  const preimage = statelessPreimage(identityKey, settle.paymentAddr)
+  return createHash('sha256').update(preimage).digest().equals(settle.hash) ? preimage : null
+}
+
+/** Names the identity key a ledger's verdicts were made with, without revealing it; empty for none. */
+export function keyFingerprint(identityKey: Uint8Array | null): Uint8Array {
+  return identityKey === null ? new Uint8Array(0) : createHmac('sha256', identityKey).update('highwire/mux-ledger/v1').digest()
+}
+
+/** Of two records of one type for one hash, the one a ledger keeps: the earlier, then the smaller encoding. */
+export function precedes(a: MuxRecord, b: MuxRecord): boolean {
+  return a.time < b.time || (a.time === b.time && encodeRecord(a) < encodeRecord(b))
+}
+
+export interface Outcome {
+  settled: boolean
+  /** Settled, final status unknown. */
+  pending: boolean
+  /** Some record of the entry is refused (a conflict). */
+  refuses: boolean
+}
+
+/**
+ * What MuxMachine.restore makes of an entry with these flags (entryFlags): a redeemable settle
+ * record settles its set; a final record applies to that same set; a cancel applies when nothing
+ * settled. Every other record is refused.
+ */
+function outcomeOf(flags: number): Outcome {
+  const settled = (flags & FLAG_SETTLE) !== 0 && (flags & FLAG_REDEEMABLE) !== 0
+  const finalApplies = settled && (flags & FLAG_FINAL) !== 0 && (flags & FLAG_FINAL_OWN_SET) === 0
+  const refuses = ((flags & FLAG_SETTLE) !== 0 && !settled) || ((flags & FLAG_FINAL) !== 0 && !finalApplies) || ((flags & FLAG_CANCEL) !== 0 && settled)
+  return { settled, pending: settled && !finalApplies, refuses }
+}
+
+const OUTCOMES: readonly Outcome[] = Array.from({ length: 32 }, (_, flags) => outcomeOf(flags))
+
+export function outcome(flags: number): Outcome {
+  return OUTCOMES[flags & 31]!
+}
+
+/** Compares settle records in settlement order: request time, then payment hash. */
+function settleOrder(aTime: number, aHash: Uint8Array, bTime: number, bHash: Uint8Array): number {
+  return aTime - bTime || Buffer.compare(aHash, bHash)
+}
+
+export class MuxLedger {
+  private live = new Map<string, LedgerEntry>()
+  private records_ = 0
+  /** Live entries whose outcome is pending / refuses a record (base ones are listed by the base). */
+  private livePending = new Set<string>()
+  private liveRefusing = new Set<string>()
+
+  constructor(
+    readonly identityKey: Uint8Array | null,
+    private readonly base: LedgerBase = LedgerBase.EMPTY
+  ) {
+    this.records_ = base.records
+  }
+
+  static of(records: Iterable<MuxRecord>, identityKey: Uint8Array | null): MuxLedger {
+    const ledger = new MuxLedger(identityKey)
+    for (const record of records) ledger.add(record)
+    return ledger
+  }
+
+  /** How many records the ledger holds (the member's election view counts them). */
+  get size(): number {
+    return this.records_
+  }
+
+  /** How many payment hashes it holds records for. */
+  get invoices(): number {
+    let shadowing = 0
+    for (const hash of this.live.keys()) if (this.base.indexOf(hash) !== undefined) shadowing++
+    return this.base.size + this.live.size - shadowing
+  }
+
+  entry(hashHex: string): LedgerEntry | undefined {
+    const live = this.live.get(hashHex)
+    if (live !== undefined) return live
+    const i = this.base.indexOf(hashHex)
+    return i === undefined ? undefined : this.base.entry(i)
+  }
+
+  get<T extends MuxRecord['type']>(type: T, hash: Uint8Array): Extract<MuxRecord, { type: T }> | undefined {
+    return this.entry(hex(hash))?.[FIELD[type]] as Extract<MuxRecord, { type: T }> | undefined
+  }
+
+  /** Folds one record in; false if the ledger already held it or an earlier record of its type. */
+  add(record: MuxRecord): boolean {
+    const hashHex = hex(record.hash)
+    const old = this.entry(hashHex)
+    const field = FIELD[record.type]
+    const held = old?.[field]
+    if (held !== undefined && !precedes(record, held)) return false
+    const next = { ...(old ?? { hash: record.hash, redeemable: true }), [field]: record } as LedgerEntry
+    if (record.type === 'settle_requested') {
+      ;(next as { redeemable: boolean }).redeemable = this.identityKey === null || settlePreimage(this.identityKey, record) !== null
+    }
+    if (held === undefined) this.records_++
+    this.live.set(hashHex, next)
+    const { pending, refuses } = outcome(entryFlags(next))
+    setMembership(this.livePending, hashHex, pending)
+    setMembership(this.liveRefusing, hashHex, refuses)
+    return true
+  }
+
+  /** A ledger of its own with the same records (the base is shared: it never changes). */
+  fork(): MuxLedger {
+    const copy = new MuxLedger(this.identityKey, this.base)
+    copy.live = new Map(this.live)
+    copy.records_ = this.records_
+    copy.livePending = new Set(this.livePending)
+    copy.liveRefusing = new Set(this.liveRefusing)
+    return copy
+  }
+
+  /** Hashes whose settled set has no final status yet: the only ones final resolutions concern. */
+  pending(): string[] {
+    return [...this.baseHashes((flags) => outcome(flags).pending), ...this.livePending]
+  }
+
+  /** Hashes of which MuxMachine.restore refuses a record (a conflict to report). */
+  refusing(): string[] {
+    return [...this.baseHashes((flags) => outcome(flags).refuses), ...this.liveRefusing]
+  }
+
+  /** Unshadowed base entries whose flags pass `test`. Scans the flags only: no entry is decoded. */
+  private *baseHashes(test: (flags: number) => boolean): Generator<string> {
+    for (let i = 0; i < this.base.size; i++) {
+      if (!test(this.base.flags(i))) continue
+      const hash = this.base.hashHex(i)
+      if (!this.live.has(hash)) yield hash
+    }
+  }
+
+  /** Every record (a member's answer to a new leader that gathers). */
+  *records(): Generator<MuxRecord> {
+    const shadowed = this.shadowed(this.base.size)
+    for (let i = 0; i < this.base.size; i++) if (shadowed[i] === 0) yield* recordsOf(this.base.entry(i))
+    for (const entry of this.live.values()) yield* recordsOf(entry)
+  }
+
+  /** Base entries [0, n) that a live entry replaces. */
+  private shadowed(n: number): Uint8Array {
+    const marks = new Uint8Array(n)
+    for (const hash of this.live.keys()) {
+      const i = this.base.indexOf(hash)
+      if (i !== undefined && i < n) marks[i] = 1
+    }
+    return marks
+  }
+
+  /**
+   * Entries holding a settle record, in settlement order: base entries as their index (≥ 0), live
+   * ones as ~j for liveSettles[j]. A merge: the base is in that order already.
+   */
+  private settleRefs(): { refs: Int32Array; liveSettles: [string, LedgerEntry][] } {
+    const n = this.base.settleEntries
+    const shadowed = this.shadowed(n)
+    const liveSettles = [...this.live].filter(([, e]) => e.settle !== undefined)
+    liveSettles.sort(([, a], [, b]) => settleOrder(a.settle!.time, a.hash, b.settle!.time, b.hash))
+    let unshadowed = n
+    for (const mark of shadowed) unshadowed -= mark
+    const refs = new Int32Array(unshadowed + liveSettles.length)
+    let i = 0
+    let j = 0
+    for (let k = 0; k < refs.length; k++) {
+      while (i < n && shadowed[i] === 1) i++
+      const takeBase = i < n && (j === liveSettles.length || settleOrder(this.base.settleTime(i), this.base.hash(i), liveSettles[j]![1].settle!.time, liveSettles[j]![1].hash) < 0)
+      refs[k] = takeBase ? i++ : ~j++
+    }
+    return { refs, liveSettles }
+  }
+
+  /** Settlement numbers of the redeemable settle records, for a mux restored from this ledger. */
+  settlementOrder(): SettlementOrder {
+    const { refs, liveSettles } = this.settleRefs()
+    const redeemable = refs.filter((ref) => (ref >= 0 ? (this.base.flags(ref) & FLAG_REDEEMABLE) !== 0 : liveSettles[~ref]![1].redeemable))
+    return new SettlementOrder(this.base, redeemable, liveSettles.map(([hash]) => hash))
+  }
+
+  /** The ledger in its packed form (ledger-format.ts), as chunks of about `chunkEntries` entries. */
+  *encode(chunkEntries: number): Generator<Uint8Array> {
+    const { refs, liveSettles } = this.settleRefs()
+    const others: (number | LedgerEntry)[] = []
+    const shadowed = this.shadowed(this.base.size)
+    for (let i = this.base.settleEntries; i < this.base.size; i++) if (shadowed[i] === 0) others.push(i)
+    for (const entry of this.live.values()) if (entry.settle === undefined) others.push(entry)
+    const nodes = [...this.base.nodes]
+    const nodeIndex = new Map(nodes.map((node, i) => [hex(node), i]))
+    for (const entry of this.live.values()) {
+      for (const { circuit } of entry.settle?.htlcs ?? []) {
+        const key = hex(circuit.node)
+        if (!nodeIndex.has(key)) nodeIndex.set(key, nodes.push(circuit.node) - 1)
+      }
+    }
+    yield encodeHeader({ nodes, entries: refs.length + others.length, settleEntries: refs.length, records: this.records_ })
+    const ordered: (number | LedgerEntry)[] = Array.from(refs, (ref) => (ref >= 0 ? ref : liveSettles[~ref]![1]))
+    for (const part of [ordered, others]) {
+      for (let start = 0; start < part.length; start += chunkEntries) {
+        const chunk = part.slice(start, start + chunkEntries)
+        yield Buffer.concat(runs(chunk, (i) => this.base.entryBytes(i), (entries) => encodeEntries(entries, nodeIndex)))
+      }
+    }
+  }
+}
+
+/** Base entries copied as stored, live ones encoded, in the order given. */
+function runs(items: (number | LedgerEntry)[], copy: (i: number) => Uint8Array, encode: (entries: LedgerEntry[]) => Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let pending: LedgerEntry[] = []
+  for (const item of items) {
+    if (typeof item !== 'number') {
+      pending.push(item)
+      continue
+    }
+    if (pending.length > 0) out.push(encode(pending))
+    pending = []
+    out.push(copy(item))
+  }
+  if (pending.length > 0) out.push(encode(pending))
+  return out
+}
+
+function* recordsOf(entry: LedgerEntry): Generator<MuxRecord> {
+  if (entry.settle !== undefined) yield entry.settle
+  if (entry.final !== undefined) yield entry.final
+  if (entry.cancel !== undefined) yield entry.cancel
+}
+
+function setMembership(set: Set<string>, key: string, member: boolean): void {
+  if (member) set.add(key)
+  else set.delete(key)
+}
+
+/** Settlement numbers 1, 2, ... of a ledger's redeemable settle records, both ways. */
+export class SettlementOrder {
+  private readonly baseRank: Int32Array
+  private readonly liveRank = new Map<string, number>()
+
+  constructor(
+    private readonly base: LedgerBase,
+    private readonly refs: Int32Array,
+    private readonly liveHashes: string[]
+  ) {
+    this.baseRank = new Int32Array(base.settleEntries).fill(-1)
+    refs.forEach((ref, rank) => {
+      if (ref >= 0) this.baseRank[ref] = rank
+      else this.liveRank.set(liveHashes[~ref]!, rank)
+    })
+  }
+
+  get count(): number {
+    return this.refs.length
+  }
+
+  /** The payment hash settled with number rank + 1. */
+  hashAt(rank: number): string {
+    const ref = this.refs[rank]!
+    return ref >= 0 ? this.base.hashHex(ref) : this.liveHashes[~ref]!
+  }
+
+  /** 0-based: the settlement number minus one. */
+  rankOf(hashHex: string): number | undefined {
+    const live = this.liveRank.get(hashHex)
+    if (live !== undefined) return live
+    const i = this.base.indexOf(hashHex)
+    if (i === undefined || i >= this.base.settleEntries) return undefined
+    const rank = this.baseRank[i]!
+    return rank < 0 ? undefined : rank
+  }
+}
