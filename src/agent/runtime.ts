@@ -5,8 +5,9 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AuditLog } from '../audit/log.ts'
-import { AuditMuxStore, toAuditRecord } from '../audit/mux-store.ts'
+import { openMuxLedger, toAuditRecord } from '../audit/mux-store.ts'
 import { configRecord, type AuditRecord } from '../audit/records.ts'
+import type { CheckpointedFold } from '../audit/snapshot.ts'
 import { ClusterSwarm, type LocalHello } from '../cluster/swarm.ts'
 import { loadOrCreateAgentKeyPair } from '../cluster/keys.ts'
 import { ClusterMember, DEFAULT_TIMING, type MemberAction, type MemberTiming } from '../cluster/member.ts'
@@ -18,8 +19,7 @@ import { ApiServer } from '../api/server.ts'
 import { clusterStatusService, readAgentStatus, type ClusterStatus } from '../api/status.ts'
 import type { CircuitKey, InterceptedHtlc } from '../lnd/circuits.ts'
 import type { LndEvent } from '../lnd/client.ts'
-import type { MuxRecord } from '../mux/types.ts'
-import { MuxLedger } from '../mux/ledger.ts'
+import type { MuxLedger } from '../mux/ledger.ts'
 import type { Logger } from '../log.ts'
 import { NodeLink } from './node-link.ts'
 import { loadMemberState, saveMemberState } from './member-state.ts'
@@ -36,6 +36,8 @@ const INBOUND_MAX_AGE_MS = 35_000
 const INBOUND_LIVE_WAIT_MS = 1000
 /** How often settled HTLCs without a final resolution are looked up (FinalHtlcEvents can be missed). */
 const RECONCILE_MS = 15_000
+/** How often the mux ledger reads what the cores gained (and writes a snapshot when one is due). */
+const LEDGER_CATCH_UP_MS = 10_000
 
 export interface AgentOptions {
   log: Logger
@@ -58,6 +60,8 @@ export class Agent {
   readonly id: string
   readonly config: HighwireConfig
   readonly audit: AuditLog
+  /** The mux ledger of every core, kept for the next start (src/audit/mux-store.ts). */
+  private readonly ledger: CheckpointedFold<MuxLedger>
   readonly nodes: NodeLink[] = []
   readonly member: ClusterMember
   readonly invoices: MemberInvoiceApi
@@ -72,10 +76,11 @@ export class Agent {
   private readonly decisionEnvelopes = new Map<string, Uint8Array>()
   private closed = false
 
-  private constructor(config: HighwireConfig, id: string, audit: AuditLog, member: ClusterMember, opts: AgentOptions) {
+  private constructor(config: HighwireConfig, id: string, audit: AuditLog, ledger: CheckpointedFold<MuxLedger>, member: ClusterMember, opts: AgentOptions) {
     this.config = config
     this.id = id
     this.audit = audit
+    this.ledger = ledger
     this.member = member
     this.log = opts.log
     this.clock = opts.now ?? Date.now
@@ -103,8 +108,7 @@ export class Agent {
     let agent: Agent | null = null
     const links: NodeLink[] = []
     try {
-      const records: MuxRecord[] = []
-      for await (const record of new AuditMuxStore(audit).load()) records.push(record)
+      const ledger = await openLedger(audit, config.mux.identityKey, opts.log)
       for (const node of config.lnd.nodes) {
         links.push(await NodeLink.open({
           node,
@@ -134,15 +138,15 @@ export class Agent {
         witness: agentRole(config) === 'witness',
         priority: config.mux.priority,
         timing: opts.timing ?? DEFAULT_TIMING,
-        persisted: { ...state, records: MuxLedger.of(records, config.mux.identityKey) },
+        persisted: { ...state, records: ledger.state.fork() },
         now: (opts.now ?? Date.now)(),
         clock: opts.now ?? Date.now,
         random: Math.random,
         deadlineMarginBlocks: DEFAULT_DEADLINE_MARGIN_BLOCKS
       })
-      agent = new Agent(config, id, audit, member, opts)
+      agent = new Agent(config, id, audit, ledger, member, opts)
       agent.nodes.push(...links)
-      await agent.open(opts, records.length)
+      await agent.open(opts)
       return agent
     } catch (err) {
       if (agent) await agent.close('start failed')
@@ -154,7 +158,7 @@ export class Agent {
     }
   }
 
-  private async open(opts: AgentOptions, records: number): Promise<void> {
+  private async open(opts: AgentOptions): Promise<void> {
     const time = this.clock()
     await this.record({ type: 'agent_start', time, software: SOFTWARE, agent: Buffer.from(this.id, 'hex') })
     await this.record(configRecord(this.config, time))
@@ -162,12 +166,15 @@ export class Agent {
       await this.record({ type: 'lnd_connect', time, node: Buffer.from(link.pubkey, 'hex'), alias: link.alias })
       this.log.info('lnd node ready', { node: link.name, alias: link.alias, height: link.height, virtualScid: link.virtualScid })
     }
-    this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records })
+    this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records: this.member.knownRecords() })
     this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
     await this.refreshInbound()
     this.every(INBOUND_REFRESH_MS, () => void this.refreshInbound())
     this.every(RECONCILE_MS, () => {
       for (const link of this.nodes) void this.reconcile(link)
+    })
+    this.every(LEDGER_CATCH_UP_MS, () => {
+      this.ledger.catchUp().catch((err: Error) => this.log.warn('mux ledger catch-up failed; the next start reads a longer tail', { error: err }))
     })
     // Intercept and answer the API at once: joining the DHT can take seconds, and lnd fails new
     // forwards while no interceptor is connected. HTLCs wait at the edge until a leader serves.
@@ -488,6 +495,21 @@ export class Agent {
     for (const link of this.nodes) link.close()
     await this.swarm?.close()
     await this.audit.append({ type: 'agent_stop', time: this.clock(), reason }).catch(() => {})
+    await this.ledger.flush().catch((err: Error) => this.log.warn('mux snapshot not written; the next start reads a longer tail', { error: err }))
     await this.audit.close()
   }
+}
+
+/**
+ * The mux ledger of every core this agent holds, from its snapshot plus the tails: what the member
+ * starts with, instead of every record ever written (issue 7's start-up target).
+ */
+async function openLedger(audit: AuditLog, identityKey: Uint8Array | null, log: Logger): Promise<CheckpointedFold<MuxLedger>> {
+  const start = performance.now()
+  const ledger = await openMuxLedger(audit, identityKey)
+  const { snapshot, rejected, snapshotInvoices, tailRecords } = ledger.stats
+  const fields = { snapshot, invoices: ledger.state.invoices, records: ledger.state.size, snapshotInvoices, tailRecords, ms: Math.round(performance.now() - start) }
+  if (rejected !== undefined) log.warn('mux snapshot refused; the ledger was rebuilt from every record', { ...fields, reason: rejected })
+  else log.info('mux ledger loaded', fields)
+  return ledger
 }

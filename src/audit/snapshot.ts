@@ -179,7 +179,8 @@ export class CheckpointedFold<S> {
   readonly state: S
   readonly stats: RebuildStats
   private readonly folded = new Map<string, number>() // hex core key -> blocks folded
-  private sinceCheckpoint = 0
+  private sinceCheckpoint = 0 // records folded since the last snapshot
+  private unsavedBlocks = 0 // blocks folded since the last snapshot
   private busy: Promise<unknown> = Promise.resolve()
 
   private constructor(
@@ -222,14 +223,23 @@ export class CheckpointedFold<S> {
         this.folded.set(key, next)
       }
       this.sinceCheckpoint += records
+      this.unsavedBlocks += blocks
       if (!this.log.readOnly && this.sinceCheckpoint >= this.every) await this.writeCheckpoint()
       return { blocks, records }
     })
   }
 
-  // Writes a snapshot of the state as folded so far (e.g. at a clean stop).
+  // Writes a snapshot of the state as folded so far.
   checkpoint(): Promise<void> {
     return this.exclusive(() => this.writeCheckpoint())
+  }
+
+  // At a clean stop: folds what is left, then writes a snapshot unless the last one covers it all.
+  async flush(): Promise<void> {
+    await this.catchUp()
+    await this.exclusive(async () => {
+      if (!this.log.readOnly && this.unsavedBlocks > 0) await this.writeCheckpoint()
+    })
   }
 
   private async writeCheckpoint(): Promise<void> {
@@ -240,6 +250,7 @@ export class CheckpointedFold<S> {
     }
     await writeSnapshotFile(this.path, await encodeSnapshotFile(this.spec, cores, this.state))
     this.sinceCheckpoint = 0
+    this.unsavedBlocks = 0
   }
 
   // catchUp and checkpoint never interleave: both read `folded` and the state across awaits.

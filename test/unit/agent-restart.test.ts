@@ -95,9 +95,12 @@ test('the agent stops after the settle record, before lnd resolved the parts: af
   // applied just before the stream broke): its final event is missed, LookupHtlcResolution tells.
   bob.switch.resolve({ key: bob.switch.heldKeys()[0]!, action: 'SETTLE', preimage: created.preimage })
 
+  const restart = h.log.lines.length
   await h.startAgent()
-  // The settle record survives: the re-offered part is settled again with the same preimage, and a
+  // The clean stop wrote the mux snapshot (src/audit/mux-store.ts): the settle record comes back
+  // from it. It survives: the re-offered part is settled again with the same preimage, and a
   // repeated SettleInvoice is accepted (idempotent).
+  await h.waitForLine(/mux ledger loaded snapshot=loaded invoices=1 records=1 /, restart)
   await h.call('SettleInvoice', { hash: set.hash, set_id: set.set_id })
   const result = await payment
   assert.deepEqual(result.parts.map((p) => p.status), ['settled', 'settled'])

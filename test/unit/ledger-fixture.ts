@@ -2,10 +2,13 @@
 // and split-brain contradictions included.
 import { createHash } from 'node:crypto'
 import { statelessPreimage } from '../../src/ln/stateless.ts'
-import type { MuxRecord } from '../../src/mux/types.ts'
+import { MuxLedger } from '../../src/mux/ledger.ts'
+import { MuxMachine } from '../../src/mux/machine.ts'
+import { encodeRecord } from '../../src/mux/records.ts'
+import { MuxError, type Circuit, type InterceptedHtlc, type MuxOutput, type MuxRecord } from '../../src/mux/types.ts'
+import { FakeClock, IDENTITY_KEY, invoice, part } from './mux-fixture.ts'
 import { rng, type Rng } from './fuzz-kit.ts'
 
-export const KEY = Buffer.alloc(32, 0x11)
 export const OTHER_KEY = Buffer.alloc(32, 0x33)
 const NODES = [Buffer.alloc(33, 2), Buffer.alloc(33, 3), Buffer.alloc(33, 4)]
 
@@ -28,7 +31,7 @@ export function settleRecord(random: Rng, key: Uint8Array, time: number): Settle
  * second set, a second final status, a cancel of a settled invoice, a settle another key wrote),
  * each record possibly in several copies.
  */
-export function history(seed: number, invoices: number, key: Uint8Array = KEY): MuxRecord[] {
+export function history(seed: number, invoices: number, key: Uint8Array = IDENTITY_KEY): MuxRecord[] {
   const random = rng(seed)
   const records: MuxRecord[] = []
   for (let i = 0; i < invoices; i++) {
@@ -58,3 +61,74 @@ export function shuffled<T>(items: T[], random: Rng): T[] {
   return out
 }
 
+// ---- restored machines, compared by everything they tell and decide ----
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const opts = (clock: FakeClock) => ({ identityKey: IDENTITY_KEY, now: clock.now, height: 800_000 })
+
+/** Outputs and errors in a comparable form. */
+function plain(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? hex(Buffer.from(v as Uint8Array)) : v)))
+}
+
+function attempt(fn: () => MuxOutput[]): unknown {
+  try {
+    return plain(fn())
+  } catch (err) {
+    return err instanceof MuxError ? { error: err.code } : { thrown: String(err) }
+  }
+}
+
+/**
+ * Real invoices among the random records, so that a re-paid invoice gets past the onion checks to
+ * the settled or cancelled rule: settled and final, settled awaiting its final status, cancelled.
+ */
+export function realInvoices(): { records: MuxRecord[]; payments: InterceptedHtlc[] } {
+  const records: MuxRecord[] = []
+  const payments: InterceptedHtlc[] = []
+  for (let i = 0; i < 6; i++) {
+    const inv = invoice(50_000n)
+    const paid = part(inv, { htlcId: 9000n + BigInt(i), amountMsat: 50_000n }).htlc
+    const settle: MuxRecord = {
+      type: 'settle_requested', hash: inv.paymentHash, setId: createHash('sha256').update(inv.paymentAddr).digest(),
+      paymentAddr: inv.paymentAddr, amountMsat: 50_000n, htlcs: [{ circuit: paid.circuit, amountMsat: 50_000n }], time: 1_200 + i
+    }
+    if (i % 3 === 0) records.push(settle, { type: 'final', hash: inv.paymentHash, setId: settle.setId, status: 'settled', time: 1_300 })
+    else if (i % 3 === 1) records.push(settle)
+    else records.push({ type: 'cancelled', hash: inv.paymentHash, time: 1_250 })
+    payments.push(paid, part(inv, { htlcId: 9100n + BigInt(i), amountMsat: 50_000n }).htlc)
+  }
+  return { records, payments }
+}
+
+const circuitKey = (c: Circuit): string => `${hex(c.node)}:${c.chanId}:${c.htlcId}`
+
+/** A re-offered HTLC of every circuit some settle record names (the edges re-forward what lnd still holds). */
+function reoffers(records: MuxRecord[], template: InterceptedHtlc): InterceptedHtlc[] {
+  return records.flatMap((r) => (r.type === 'settle_requested' ? r.htlcs.map((h) => ({ ...template, circuit: h.circuit, paymentHash: r.hash })) : []))
+}
+
+/** Everything the machine tells or decides about `records`, given the inputs a restarted leader meets. */
+export function behaviour(mux: MuxMachine, conflicts: MuxRecord[], records: MuxRecord[], payments: InterceptedHtlc[]): unknown {
+  const hashes = [...new Set(records.map((r) => hex(r.hash)))].sort()
+  const settleIds = new Map(records.filter((r) => r.type === 'settle_requested').map((r) => [hex(r.hash), r.setId] as const))
+  // Which order lnd's answers come in is lnd's business: the same order for both machines.
+  const pending = mux.pendingResolutions().sort((a, b) => circuitKey(a).localeCompare(circuitKey(b)))
+  return plain({
+    conflicts: conflicts.map(encodeRecord).sort(),
+    settlements: mux.settlements(1n, 100_000),
+    statuses: hashes.map((h) => mux.status(Buffer.from(h, 'hex'))),
+    pending: pending.map(circuitKey),
+    replays: [...reoffers(records, payments[0]!), ...payments].map((h) => attempt(() => mux.htlc(h))),
+    resolved: pending.map((c, i) => attempt(() => mux.htlcResolved(c, i % 4 !== 0))),
+    settles: hashes.map((h) => attempt(() => mux.settle(Buffer.from(h, 'hex'), settleIds.get(h) ?? new Uint8Array(32)))),
+    cancels: hashes.map((h) => attempt(() => mux.cancel(Buffer.from(h, 'hex')))),
+    after: mux.settlements(1n, 100_000)
+  })
+}
+
+export function restored(ledger: MuxLedger | MuxRecord[]): { mux: MuxMachine; conflicts: MuxRecord[] } {
+  const conflicts: MuxRecord[] = []
+  const mux = MuxMachine.restore(opts(new FakeClock()), ledger, (record) => conflicts.push(record))
+  return { mux, conflicts }
+}

@@ -9,86 +9,18 @@ import { LedgerBase } from '../../src/mux/ledger-format.ts'
 import { MuxMachine } from '../../src/mux/machine.ts'
 import { encodeRecord } from '../../src/mux/records.ts'
 import { statelessPreimage } from '../../src/ln/stateless.ts'
-import { MuxError, type Circuit, type InterceptedHtlc, type MuxOutput, type MuxRecord } from '../../src/mux/types.ts'
-import { FakeClock, IDENTITY_KEY, invoice, part } from './mux-fixture.ts'
+import type { MuxRecord } from '../../src/mux/types.ts'
+import { IDENTITY_KEY } from './mux-fixture.ts'
 import { rng } from './fuzz-kit.ts'
-import { history, shuffled } from './ledger-fixture.ts'
+import { behaviour, history, realInvoices, restored, shuffled } from './ledger-fixture.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const opts = (clock: FakeClock) => ({ identityKey: IDENTITY_KEY, now: clock.now, height: 800_000 })
-
-/** Outputs and errors in a comparable form. */
-function plain(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? hex(Buffer.from(v as Uint8Array)) : v)))
-}
-
-function attempt(fn: () => MuxOutput[]): unknown {
-  try {
-    return plain(fn())
-  } catch (err) {
-    return err instanceof MuxError ? { error: err.code } : { thrown: String(err) }
-  }
-}
-
-/**
- * Real invoices among the random records, so that a re-paid invoice gets past the onion checks to
- * the settled or cancelled rule: settled and final, settled awaiting its final status, cancelled.
- */
-function realInvoices(): { records: MuxRecord[]; payments: InterceptedHtlc[] } {
-  const records: MuxRecord[] = []
-  const payments: InterceptedHtlc[] = []
-  for (let i = 0; i < 6; i++) {
-    const inv = invoice(50_000n)
-    const paid = part(inv, { htlcId: 9000n + BigInt(i), amountMsat: 50_000n }).htlc
-    const settle: MuxRecord = {
-      type: 'settle_requested', hash: inv.paymentHash, setId: createHash('sha256').update(inv.paymentAddr).digest(),
-      paymentAddr: inv.paymentAddr, amountMsat: 50_000n, htlcs: [{ circuit: paid.circuit, amountMsat: 50_000n }], time: 1_200 + i
-    }
-    if (i % 3 === 0) records.push(settle, { type: 'final', hash: inv.paymentHash, setId: settle.setId, status: 'settled', time: 1_300 })
-    else if (i % 3 === 1) records.push(settle)
-    else records.push({ type: 'cancelled', hash: inv.paymentHash, time: 1_250 })
-    payments.push(paid, part(inv, { htlcId: 9100n + BigInt(i), amountMsat: 50_000n }).htlc)
-  }
-  return { records, payments }
-}
-
-const circuitKey = (c: Circuit): string => `${hex(c.node)}:${c.chanId}:${c.htlcId}`
-
-/** A re-offered HTLC of every circuit some settle record names (the edges re-forward what lnd still holds). */
-function reoffers(records: MuxRecord[], template: InterceptedHtlc): InterceptedHtlc[] {
-  return records.flatMap((r) => (r.type === 'settle_requested' ? r.htlcs.map((h) => ({ ...template, circuit: h.circuit, paymentHash: r.hash })) : []))
-}
-
-/** Everything the machine tells or decides about `records`, given the inputs a restarted leader meets. */
-function behaviour(mux: MuxMachine, conflicts: MuxRecord[], records: MuxRecord[], payments: InterceptedHtlc[]): unknown {
-  const hashes = [...new Set(records.map((r) => hex(r.hash)))].sort()
-  const settleIds = new Map(records.filter((r) => r.type === 'settle_requested').map((r) => [hex(r.hash), r.setId] as const))
-  // Which order lnd's answers come in is lnd's business: the same order for both machines.
-  const pending = mux.pendingResolutions().sort((a, b) => circuitKey(a).localeCompare(circuitKey(b)))
-  return plain({
-    conflicts: conflicts.map(encodeRecord).sort(),
-    settlements: mux.settlements(1n, 100_000),
-    statuses: hashes.map((h) => mux.status(Buffer.from(h, 'hex'))),
-    pending: pending.map(circuitKey),
-    replays: [...reoffers(records, payments[0]!), ...payments].map((h) => attempt(() => mux.htlc(h))),
-    resolved: pending.map((c, i) => attempt(() => mux.htlcResolved(c, i % 4 !== 0))),
-    settles: hashes.map((h) => attempt(() => mux.settle(Buffer.from(h, 'hex'), settleIds.get(h) ?? new Uint8Array(32)))),
-    cancels: hashes.map((h) => attempt(() => mux.cancel(Buffer.from(h, 'hex')))),
-    after: mux.settlements(1n, 100_000)
-  })
-}
-
-function restored(ledger: MuxLedger | MuxRecord[]): { mux: MuxMachine; conflicts: MuxRecord[] } {
-  const conflicts: MuxRecord[] = []
-  const mux = MuxMachine.restore(opts(new FakeClock()), ledger, (record) => conflicts.push(record))
-  return { mux, conflicts }
-}
 
 test('a mux restored from a packed snapshot plus the later records decides exactly as one restored from every record', () => {
   const real = realInvoices()
   for (const seed of [1, 2, 3]) {
     const random = rng(seed)
-    const records = shuffled([...history(seed, 120, IDENTITY_KEY), ...real.records], random)
+    const records = shuffled([...history(seed, 120), ...real.records], random)
     const reference = restored(records)
     const expected = behaviour(reference.mux, reference.conflicts, records, real.payments)
     for (const split of [0, random.int(1, records.length), records.length]) {
@@ -102,7 +34,7 @@ test('a mux restored from a packed snapshot plus the later records decides exact
 })
 
 test('restore applies, per payment hash, the earliest record of each type: settle, then final, then cancel; settlements numbered by request time', () => {
-  const records = shuffled(history(9, 200, IDENTITY_KEY), rng(10))
+  const records = shuffled(history(9, 200), rng(10))
   const { mux, conflicts } = restored(records)
   // The model: per hash and type the earliest record (then the smaller encoding) counts.
   const earliest = new Map<string, MuxRecord>()

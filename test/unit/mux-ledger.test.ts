@@ -6,7 +6,8 @@ import { MuxLedger } from '../../src/mux/ledger.ts'
 import { LedgerBase, LedgerFormatError } from '../../src/mux/ledger-format.ts'
 import { encodeRecord } from '../../src/mux/records.ts'
 import { rng } from './fuzz-kit.ts'
-import { history, KEY, OTHER_KEY, settleRecord, shuffled } from './ledger-fixture.ts'
+import { history, OTHER_KEY, settleRecord, shuffled } from './ledger-fixture.ts'
+import { IDENTITY_KEY as KEY } from './mux-fixture.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 

@@ -1,4 +1,4 @@
-// Minimal declarations for hypercore 11 (Holepunch ships no types): only what src/audit uses.
+// Minimal declarations for hypercore 11 (Holepunch ships no types): only what src/audit and its tests use.
 declare module 'hypercore' {
   import type { EventEmitter } from 'node:events'
   import type { Duplex } from 'node:stream'
@@ -34,6 +34,8 @@ declare module 'hypercore' {
     update(opts?: { wait?: boolean }): Promise<boolean>
     download(range?: { start?: number; end?: number }): { done(): Promise<void>; destroy(): void }
     treeHash(length?: number): Promise<Uint8Array>
+    // Tests: a writer cutting its own log short (what a snapshot must notice).
+    truncate(newLength?: number): Promise<void>
     setUserData(key: string, value: Uint8Array | null): Promise<void>
     getUserData(key: string): Promise<Uint8Array | null>
     replicate(isInitiator: boolean | Duplex, opts?: Record<string, unknown>): Duplex
