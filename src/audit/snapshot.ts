@@ -33,8 +33,9 @@ import type { AuditRecord } from './records.ts'
 // replays (~1.5 s of single-record blocks, see bench/audit.bench.ts) against the cost of rewriting
 // the whole snapshot (~1 s of CPU at 1M invoices, spread over event-loop turns).
 export const CHECKPOINT_EVERY = 100_000
-// Entries encoded or decoded per event-loop turn, so a checkpoint never stalls the agent for long.
-export const CHUNK_ENTRIES = 50_000
+// Entries encoded or decoded per event-loop turn, so a checkpoint never stalls the agent for long
+// (10,000 entries of the mux ledger take ~20 ms to encode, bench/startup.bench.ts).
+export const CHUNK_ENTRIES = 10_000
 const SHA256_BYTES = 32
 
 export class CheckpointError extends Error {

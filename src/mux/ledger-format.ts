@@ -126,7 +126,7 @@ function encodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, numb
 
 /** An immutable packed ledger: entries decoded on demand, found by payment hash. */
 export class LedgerBase {
-  static readonly EMPTY = new LedgerBase(Buffer.alloc(0), [], new Uint32Array(1), new Uint8Array(0), new Map(), 0, 0)
+  static readonly EMPTY = new LedgerBase(Buffer.alloc(0), [], new Uint32Array(1), new Uint8Array(0), new Float64Array(0), new Map(), 0)
 
   private constructor(
     private readonly bytes: Buffer,
@@ -134,12 +134,17 @@ export class LedgerBase {
     /** Start of entry i; offsets[size] is the end of the last. */
     private readonly offsets: Uint32Array,
     private readonly flagsOf: Uint8Array,
+    /** The settle record's time of entries [0, settleEntries): they hold one, in settlement order. */
+    private readonly settleTimes: Float64Array,
     private readonly index: Map<string, number>,
-    /** Entries [0, settleEntries) hold a settle record, in settlement order. */
-    readonly settleEntries: number,
     /** Records in all entries. */
     readonly records: number
   ) {}
+
+  /** Entries [0, settleEntries) hold a settle record, in settlement order. */
+  get settleEntries(): number {
+    return this.settleTimes.length
+  }
 
   get size(): number {
     return this.flagsOf.length
@@ -158,6 +163,7 @@ export class LedgerBase {
       if (size > buf.byteLength || settleEntries > size) throw new LedgerFormatError(`${settleEntries} settle entries of ${size} do not fit ${buf.byteLength} bytes`)
       const offsets = new Uint32Array(size + 1)
       const flagsOf = new Uint8Array(size)
+      const settleTimes = new Float64Array(settleEntries)
       const index = new Map<string, number>()
       let counted = 0
       for (let i = 0; i < size; i++) {
@@ -169,12 +175,12 @@ export class LedgerBase {
         if (index.has(hash)) throw new LedgerFormatError(`payment hash ${hash} has two entries`)
         index.set(hash, i)
         flagsOf[i] = flags
-        counted += skipEntry(state, flags, nodes.length)
+        counted += skipEntry(state, flags, nodes.length, (time) => (settleTimes[i] = time))
       }
       offsets[size] = state.start
       if (state.start !== state.end) throw new LedgerFormatError('trailing bytes after the last entry')
       if (counted !== records) throw new LedgerFormatError(`header counts ${records} records, entries hold ${counted}`)
-      return new LedgerBase(buf, nodes, offsets, flagsOf, index, settleEntries, records)
+      return new LedgerBase(buf, nodes, offsets, flagsOf, settleTimes, index, records)
     } catch (err) {
       if (err instanceof LedgerFormatError) throw err
       throw new LedgerFormatError(`undecodable ledger: ${(err as Error).message}`)
@@ -197,9 +203,9 @@ export class LedgerBase {
     return this.bytes.toString('hex', this.offsets[i]!, this.offsets[i]! + 32)
   }
 
-  /** The settle record's time of entry i < settleEntries, read without decoding the entry. */
+  /** The settle record's time of entry i < settleEntries, without decoding the entry. */
   settleTime(i: number): number {
-    return c.uint.decode(c.state(this.offsets[i]! + 32 + 1 + 32 + 32 + 8, this.offsets[i + 1]!, this.bytes))
+    return this.settleTimes[i]!
   }
 
   /** Entry i as stored, to copy into the next snapshot unchanged. */
@@ -238,12 +244,15 @@ export class LedgerBase {
   }
 }
 
-/** Moves past one entry's fields (after its hash and flags), checking what decode relies on; returns its record count. */
-function skipEntry(state: c.State, flags: number, nodes: number): number {
+/**
+ * Moves past one entry's fields (after its hash and flags), checking what decode relies on; tells
+ * its settle record's time, returns its record count.
+ */
+function skipEntry(state: c.State, flags: number, nodes: number, settleTime: (time: number) => void): number {
   let records = 0
   if (flags & FLAG_SETTLE) {
     state.start += 32 + 32 + 8
-    c.uint.decode(state)
+    settleTime(c.uint.decode(state))
     for (let n = c.uint.decode(state); n > 0; n--) {
       if (c.uint.decode(state) >= nodes) throw new LedgerFormatError('htlc names a node outside the node table')
       state.start += HTLC_FIXED_BYTES

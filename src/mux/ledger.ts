@@ -96,11 +96,6 @@ export function outcome(flags: number): Outcome {
   return OUTCOMES[flags & 31]!
 }
 
-/** Compares settle records in settlement order: request time, then payment hash. */
-function settleOrder(aTime: number, aHash: Uint8Array, bTime: number, bHash: Uint8Array): number {
-  return aTime - bTime || Buffer.compare(aHash, bHash)
-}
-
 export class MuxLedger {
   private live = new Map<string, LedgerEntry>()
   private records_ = 0
@@ -194,74 +189,103 @@ export class MuxLedger {
 
   /** Every record (a member's answer to a new leader that gathers). */
   *records(): Generator<MuxRecord> {
-    const shadowed = this.shadowed(this.base.size)
+    const shadowed = this.shadowed()
     for (let i = 0; i < this.base.size; i++) if (shadowed[i] === 0) yield* recordsOf(this.base.entry(i))
     for (const entry of this.live.values()) yield* recordsOf(entry)
   }
 
-  /** Base entries [0, n) that a live entry replaces. */
-  private shadowed(n: number): Uint8Array {
-    const marks = new Uint8Array(n)
+  /** Base entries that a live entry replaces. */
+  private shadowed(): Uint8Array {
+    const marks = new Uint8Array(this.base.size)
     for (const hash of this.live.keys()) {
       const i = this.base.indexOf(hash)
-      if (i !== undefined && i < n) marks[i] = 1
+      if (i !== undefined) marks[i] = 1
     }
     return marks
   }
 
   /**
-   * Entries holding a settle record, in settlement order: base entries as their index (≥ 0), live
-   * ones as ~j for liveSettles[j]. A merge: the base is in that order already.
+   * Entries holding a settle record, in settlement order: base entries as their index, live ones as
+   * the entry. A merge (the base is in that order already), lazy so that a snapshot spreads it.
    */
-  private settleRefs(): { refs: Int32Array; liveSettles: [string, LedgerEntry][] } {
+  private *settleEntries(shadowed: Uint8Array): Generator<number | LedgerEntry> {
     const n = this.base.settleEntries
-    const shadowed = this.shadowed(n)
-    const liveSettles = [...this.live].filter(([, e]) => e.settle !== undefined)
-    liveSettles.sort(([, a], [, b]) => settleOrder(a.settle!.time, a.hash, b.settle!.time, b.hash))
-    let unshadowed = n
-    for (const mark of shadowed) unshadowed -= mark
-    const refs = new Int32Array(unshadowed + liveSettles.length)
+    const live = [...this.live.values()].filter((e) => e.settle !== undefined)
+    live.sort((a, b) => a.settle!.time - b.settle!.time || Buffer.compare(a.hash, b.hash))
     let i = 0
     let j = 0
-    for (let k = 0; k < refs.length; k++) {
+    for (;;) {
       while (i < n && shadowed[i] === 1) i++
-      const takeBase = i < n && (j === liveSettles.length || settleOrder(this.base.settleTime(i), this.base.hash(i), liveSettles[j]![1].settle!.time, liveSettles[j]![1].hash) < 0)
-      refs[k] = takeBase ? i++ : ~j++
+      if (i < n && (j === live.length || this.baseSettlesFirst(i, live[j]!))) yield i++
+      else if (j < live.length) yield live[j++]!
+      else return
     }
-    return { refs, liveSettles }
+  }
+
+  /** Whether base entry i comes before live entry `e` in settlement order (the hash is read only on a tie). */
+  private baseSettlesFirst(i: number, e: LedgerEntry): boolean {
+    const byTime = this.base.settleTime(i) - e.settle!.time
+    return byTime < 0 || (byTime === 0 && Buffer.compare(this.base.hash(i), e.hash) < 0)
+  }
+
+  /** The entries without a settle record (their order means nothing). */
+  private *otherEntries(shadowed: Uint8Array): Generator<number | LedgerEntry> {
+    for (let i = this.base.settleEntries; i < this.base.size; i++) if (shadowed[i] === 0) yield i
+    for (const entry of this.live.values()) if (entry.settle === undefined) yield entry
   }
 
   /** Settlement numbers of the redeemable settle records, for a mux restored from this ledger. */
   settlementOrder(): SettlementOrder {
-    const { refs, liveSettles } = this.settleRefs()
-    const redeemable = refs.filter((ref) => (ref >= 0 ? (this.base.flags(ref) & FLAG_REDEEMABLE) !== 0 : liveSettles[~ref]![1].redeemable))
-    return new SettlementOrder(this.base, redeemable, liveSettles.map(([hash]) => hash))
+    const refs: number[] = []
+    const liveHashes: string[] = []
+    for (const item of this.settleEntries(this.shadowed())) {
+      if (typeof item === 'number') {
+        if ((this.base.flags(item) & FLAG_REDEEMABLE) !== 0) refs.push(item)
+      } else if (item.redeemable) {
+        refs.push(~liveHashes.length)
+        liveHashes.push(hex(item.hash))
+      }
+    }
+    return new SettlementOrder(this.base, Int32Array.from(refs), liveHashes)
   }
 
-  /** The ledger in its packed form (ledger-format.ts), as chunks of about `chunkEntries` entries. */
+  /** The ledger in its packed form (ledger-format.ts), as chunks of `chunkEntries` entries. */
   *encode(chunkEntries: number): Generator<Uint8Array> {
-    const { refs, liveSettles } = this.settleRefs()
-    const others: (number | LedgerEntry)[] = []
-    const shadowed = this.shadowed(this.base.size)
-    for (let i = this.base.settleEntries; i < this.base.size; i++) if (shadowed[i] === 0) others.push(i)
-    for (const entry of this.live.values()) if (entry.settle === undefined) others.push(entry)
+    const shadowed = this.shadowed()
+    let baseSettles = this.base.settleEntries
+    let baseEntries = this.base.size
+    for (let i = 0; i < shadowed.length; i++) {
+      baseEntries -= shadowed[i]!
+      if (i < this.base.settleEntries) baseSettles -= shadowed[i]!
+    }
     const nodes = [...this.base.nodes]
     const nodeIndex = new Map(nodes.map((node, i) => [hex(node), i]))
+    let liveSettles = 0
     for (const entry of this.live.values()) {
+      if (entry.settle !== undefined) liveSettles++
       for (const { circuit } of entry.settle?.htlcs ?? []) {
         const key = hex(circuit.node)
         if (!nodeIndex.has(key)) nodeIndex.set(key, nodes.push(circuit.node) - 1)
       }
     }
-    yield encodeHeader({ nodes, entries: refs.length + others.length, settleEntries: refs.length, records: this.records_ })
-    const ordered: (number | LedgerEntry)[] = Array.from(refs, (ref) => (ref >= 0 ? ref : liveSettles[~ref]![1]))
-    for (const part of [ordered, others]) {
-      for (let start = 0; start < part.length; start += chunkEntries) {
-        const chunk = part.slice(start, start + chunkEntries)
+    yield encodeHeader({ nodes, entries: baseEntries + this.live.size, settleEntries: baseSettles + liveSettles, records: this.records_ })
+    for (const items of [this.settleEntries(shadowed), this.otherEntries(shadowed)]) {
+      for (let chunk = take(items, chunkEntries); chunk.length > 0; chunk = take(items, chunkEntries)) {
         yield Buffer.concat(runs(chunk, (i) => this.base.entryBytes(i), (entries) => encodeEntries(entries, nodeIndex)))
       }
     }
   }
+}
+
+/** The next `n` items (fewer at the end). */
+function take<T>(items: Iterator<T>, n: number): T[] {
+  const out: T[] = []
+  while (out.length < n) {
+    const next = items.next()
+    if (next.done === true) break
+    out.push(next.value)
+  }
+  return out
 }
 
 /** Base entries copied as stored, live ones encoded, in the order given. */
