@@ -19,6 +19,7 @@ import type { HighwireConfig } from '../src/config/schema.ts'
 import { configWithDefaults } from '../src/config/defaults.ts'
 import { SimNetwork, type SimNode } from '../src/sim/network.ts'
 import { SimLndServer } from '../src/sim/server.ts'
+import { configToJson } from './config-json.ts'
 
 const AGENT_SCRIPT = fileURLToPath(new URL('./agent-process.ts', import.meta.url))
 export const CHANNEL_MSAT = 10n ** 12n
@@ -40,8 +41,7 @@ export class BenchAgent {
   constructor(readonly spec: AgentSpec, readonly config: HighwireConfig, readonly timing: MemberTiming) {}
 
   async start(): Promise<void> {
-    const json = JSON.stringify(this.config, (_key, v: unknown) => (v instanceof Uint8Array || (v as { type?: string })?.type === 'Buffer' ? { hex: Buffer.from(v instanceof Uint8Array ? v : (v as { data: number[] }).data).toString('hex') } : v))
-    const child = spawn(process.execPath, ['--import', 'tsx', AGENT_SCRIPT, json, JSON.stringify(this.timing)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', AGENT_SCRIPT, configToJson(this.config), JSON.stringify(this.timing)], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     createInterface({ input: child.stderr! }).on('line', (line) => this.stderr.push(line))
     const exited = once(child, 'exit').then(() => { throw new Error(`agent ${this.spec.name} exited at start: ${this.stderr.slice(-5).join(' | ')}`) })

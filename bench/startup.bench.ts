@@ -1,6 +1,7 @@
 // Agent start-up with 1,000,000 settled invoices (issue 7: ≤ 10 s): Agent.start, from opening the
-// storage until the agent serves the virtual node, on a real Hypercore on disk with one simulated
-// lnd node (an agent without nodes is no voter and never leads alone) and no swarm. The agent reads
+// storage until the agent serves the virtual node, in a fresh process (startup-process.ts), on a
+// real Hypercore on disk with one simulated lnd node (an agent without nodes is no voter and never
+// leads alone) and no swarm. The agent reads
 // its mux ledger from the snapshot plus the tail (src/audit/mux-store.ts); the fixture's snapshot
 // was taken CHECKPOINT_EVERY records before the end, the longest tail a restart can meet, in the
 // worst block layout (one record per block, as an idle agent writes them). Reference, same run: the
@@ -8,23 +9,26 @@
 // size, the time to write it, and the longest the event loop waited meanwhile.
 // HIGHWIRE_STARTUP_INVOICES changes the count; the fixture is cached under the OS temp dir, as
 // building it takes minutes.
+import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { copyFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { Agent } from '../src/agent/runtime.ts'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { AuditLog } from '../src/audit/log.ts'
 import { MUX_SNAPSHOT_FILE, openMuxLedger, toAuditRecord } from '../src/audit/mux-store.ts'
 import { encodeBlock, encodeRecord } from '../src/audit/records.ts'
 import { CHECKPOINT_EVERY } from '../src/audit/snapshot.ts'
 import { configWithDefaults } from '../src/config/defaults.ts'
 import { newPaymentAddr, statelessPreimage } from '../src/ln/stateless.ts'
-import { createLogger } from '../src/log.ts'
 import type { MuxRecord } from '../src/mux/types.ts'
 import { SimNetwork } from '../src/sim/network.ts'
 import { SimLndServer } from '../src/sim/server.ts'
+import { configToJson } from './config-json.ts'
 import type { Emit } from './index.ts'
 
 // Bump when the record format or the fixture's shape changes, so a stale cache is not reused.
@@ -34,6 +38,7 @@ const NODE = Buffer.alloc(33, 2)
 const AMOUNT_MSAT = 100_000n
 const TARGET_S = 10
 const RUNS = 3
+const START_SCRIPT = fileURLToPath(new URL('./startup-process.ts', import.meta.url))
 
 const seconds = (start: number): number => (performance.now() - start) / 1000
 const mb = (bytes: number): number => Math.round(bytes / 1e6)
@@ -81,10 +86,10 @@ interface Start {
   closeS: number
   rssMb: number
   heapMb: number
-  ledgerLine: string
+  ledger: string
 }
 
-// Agent.start until the member serves the virtual node, then a clean stop.
+// One start-up and clean stop of the agent on `dir`, in a process of its own.
 async function timedStart(dir: string): Promise<Start> {
   const network = new SimNetwork({ clock: Date.now, random: (n) => randomBytes(n) })
   const server = await SimLndServer.start(network.addNode({ name: 'alice', secretKey: randomBytes(32) }))
@@ -94,17 +99,17 @@ async function timedStart(dir: string): Promise<Start> {
     api: { listen: { host: '127.0.0.1', port: 0 } },
     lnd: { nodes: [server.connection] }
   })
-  const lines: string[] = []
-  const log = createLogger({ level: 'info', write: (line) => lines.push(line) })
   try {
-    const start = performance.now()
-    const agent = await Agent.start(config, { log, swarm: false })
-    while (agent.member.virtualNode === null) await new Promise((resolve) => setTimeout(resolve, 1))
-    const serveS = seconds(start)
-    const { rss, heapUsed } = process.memoryUsage()
-    const closing = performance.now()
-    await agent.close()
-    return { serveS, closeS: seconds(closing), rssMb: mb(rss), heapMb: mb(heapUsed), ledgerLine: lines.find((l) => /mux (ledger loaded|snapshot refused)/.test(l)) ?? '' }
+    const child = spawn(process.execPath, ['--import', 'tsx', START_SCRIPT, configToJson(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const stderr: string[] = []
+    createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line))
+    const exited = once(child, 'exit')
+    const failed = exited.then(() => {
+      throw new Error(`the agent process ended without a result: ${stderr.slice(-5).join(' | ')}`)
+    })
+    const [line] = (await Promise.race([once(createInterface({ input: child.stdout! }), 'line'), failed])) as [string]
+    await exited
+    return JSON.parse(line) as Start
   } finally {
     await server.close()
   }
@@ -154,8 +159,8 @@ export default async function (emit: Emit): Promise<void> {
   emit(`agent_start_${name}_settled_s`, median.serveS, 's', {
     target_s: TARGET_S,
     runs_s: starts.map((s) => Number(s.serveS.toFixed(2))),
-    snapshot: field(median.ledgerLine, 'snapshot'),
-    tail_records: Number(field(median.ledgerLine, 'tailRecords')),
+    snapshot: field(median.ledger, 'snapshot'),
+    tail_records: Number(field(median.ledger, 'tailRecords')),
     rss_mb: median.rssMb,
     heap_mb: median.heapMb,
     clean_stop_s: Number(median.closeS.toFixed(2)),
@@ -169,8 +174,8 @@ export default async function (emit: Emit): Promise<void> {
   await rm(snapshot)
   const full = await timedStart(dir)
   emit(`agent_start_${name}_settled_no_snapshot_s`, full.serveS, 's', {
-    snapshot: field(full.ledgerLine, 'snapshot'),
-    tail_records: Number(field(full.ledgerLine, 'tailRecords')),
+    snapshot: field(full.ledger, 'snapshot'),
+    tail_records: Number(field(full.ledger, 'tailRecords')),
     rss_mb: full.rssMb,
     heap_mb: full.heapMb
   })
