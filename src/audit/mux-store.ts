@@ -1,6 +1,5 @@
-// The mux's durable store (src/mux/store.ts MuxStore) backed by the audit log: its settle,
-// cancel and final records become audit records, field for field, and append resolves only after
-// the RocksDB flush that covers them (the write-ahead of DESIGN.md invariant 6).
+// The mux's durable records in the audit log: its settle, cancel and final records become audit
+// records, field for field (the agent appends them durably: the write-ahead of DESIGN.md invariant 6).
 //
 // A restarting agent does not read them all: it opens the mux ledger (src/mux/ledger.ts) of every
 // core it holds from the latest snapshot plus each core's tail (snapshot.ts), and keeps it current
@@ -11,9 +10,8 @@
 import c from 'compact-encoding'
 import { keyFingerprint, MuxLedger } from '../mux/ledger.ts'
 import { LedgerBase, LedgerFormatError } from '../mux/ledger-format.ts'
-import type { MuxStore } from '../mux/store.ts'
 import type { MuxRecord } from '../mux/types.ts'
-import { readBlocks, type AuditLog } from './log.ts'
+import type { AuditLog } from './log.ts'
 import type { AuditRecord } from './records.ts'
 import { CHUNK_ENTRIES, CheckpointError, CheckpointedFold, turn, type CheckpointOptions, type FoldSpec } from './snapshot.ts'
 
@@ -44,28 +42,6 @@ export function toMuxRecord(r: AuditRecord): MuxRecord | null {
         : null
     default:
       return null
-  }
-}
-
-export class AuditMuxStore implements MuxStore {
-  constructor(private readonly log: AuditLog) {}
-
-  append(record: MuxRecord): Promise<void> {
-    return this.log.append(toAuditRecord(record), { durable: true })
-  }
-
-  // The own core's records in append order, then every replica's (a new leader must learn the
-  // settle and cancel records of all members before it serves, DESIGN.md "Election"): what a
-  // ledger folded from the first record reads (openMuxLedger reads the tail only).
-  async *load(): AsyncIterable<MuxRecord> {
-    for (const core of this.log.cores()) {
-      for await (const { records } of readBlocks(core)) {
-        for (const r of records) {
-          const m = toMuxRecord(r)
-          if (m !== null) yield m
-        }
-      }
-    }
   }
 }
 

@@ -3,8 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { AuditLog } from '../../src/audit/log.ts'
+import { AuditLog, readBlocks } from '../../src/audit/log.ts'
+import { toMuxRecord } from '../../src/audit/mux-store.ts'
 import type { AuditRecord, HtlcRef } from '../../src/audit/records.ts'
+import type { MuxRecord } from '../../src/mux/types.ts'
 
 // Cleanups run last-registered first, so stores close before their directories are removed
 // (node:test runs `t.after` hooks in registration order).
@@ -47,4 +49,18 @@ export function settle(i: number, time: number, htlcs: HtlcRef[] = [htlc(2, 1n, 
   setId.writeUInt32BE(i, 0)
   const amountMsat = htlcs.reduce((s, h) => s + h.amountMsat, 0n)
   return { type: 'settle_requested', time, hash, setId, paymentAddr: bytes(32, 0xad), amountMsat, htlcs }
+}
+
+/** Every mux record of the log's cores, own core first, in append order: what a full fold reads. */
+export async function muxRecordsOf(log: AuditLog): Promise<MuxRecord[]> {
+  const out: MuxRecord[] = []
+  for (const core of log.cores()) {
+    for await (const { records } of readBlocks(core)) {
+      for (const record of records) {
+        const mux = toMuxRecord(record)
+        if (mux !== null) out.push(mux)
+      }
+    }
+  }
+  return out
 }

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict'
 import { cp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AuditLog, readBlocks } from '../../src/audit/log.ts'
-import { AuditMuxStore } from '../../src/audit/mux-store.ts'
+import { toAuditRecord } from '../../src/audit/mux-store.ts'
 import { PeerWriteLimiter } from '../../src/audit/limit.ts'
 import { state } from '../../src/audit/replay.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
-import { tempDir, openLog, defer, bytes, settle } from './audit-helpers.ts'
+import { tempDir, openLog, defer, bytes, settle, muxRecordsOf } from './audit-helpers.ts'
 
 async function recordsOf(log: AuditLog, core = log.core): Promise<AuditRecord[]> {
   const out: AuditRecord[] = []
@@ -73,7 +73,7 @@ test('a restart rebuilds the same state from the own core, through the mux store
     { type: 'settle_requested', hash: bytes(32, 5), setId: bytes(32, 6), paymentAddr: bytes(32, 3), amountMsat: 9n, htlcs: [], time: 4 }
   ]
   const first = await AuditLog.open({ path: dir })
-  for (const r of muxRecords) await new AuditMuxStore(first).append(r)
+  for (const r of muxRecords) await first.append(toAuditRecord(r))
   const before = await state(first)
   await first.close()
 
@@ -81,9 +81,7 @@ test('a restart rebuilds the same state from the own core, through the mux store
   const after = await state(again)
   assert.deepEqual(after, before)
   assert.deepEqual([...after.invoices.values()].map((e) => e.status), ['settled', 'cancelled', 'settle_requested'])
-  const loaded: MuxRecord[] = []
-  for await (const r of new AuditMuxStore(again).load()) loaded.push(r)
-  assert.deepEqual(loaded, muxRecords)
+  assert.deepEqual(await muxRecordsOf(again), muxRecords)
 })
 
 test('storage: one writer at a time, read-only readers beside it, and a copied directory refuses to open', async (t) => {

@@ -9,11 +9,11 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AuditLog } from '../../src/audit/log.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
-import { AuditMuxStore, MUX_SNAPSHOT_FILE, openMuxLedger, toAuditRecord } from '../../src/audit/mux-store.ts'
+import { MUX_SNAPSHOT_FILE, openMuxLedger, toAuditRecord } from '../../src/audit/mux-store.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import { encodeRecord } from '../../src/mux/records.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
-import { openLog, tempDir } from './audit-helpers.ts'
+import { muxRecordsOf, openLog, tempDir } from './audit-helpers.ts'
 import { rng } from './fuzz-kit.ts'
 import { behaviour, history, OTHER_KEY, realInvoices, restored, shuffled } from './ledger-fixture.ts'
 import { IDENTITY_KEY } from './mux-fixture.ts'
@@ -31,12 +31,6 @@ async function write(log: AuditLog, records: MuxRecord[]): Promise<number> {
 async function append(log: AuditLog, record: AuditRecord): Promise<number> {
   await log.append(record, { durable: false })
   return 1
-}
-
-async function everyRecord(log: AuditLog): Promise<MuxRecord[]> {
-  const records: MuxRecord[] = []
-  for await (const record of new AuditMuxStore(log).load()) records.push(record)
-  return records
 }
 
 /** Two agents' logs, the second's core replicated into the first's store. */
@@ -73,7 +67,7 @@ test('snapshot plus tails of the own core and a replica: the restored mux decide
   const tail = (await write(a, records.slice(2 * quarter, 3 * quarter))) + (await write(b, records.slice(3 * quarter)))
   await replicated()
 
-  const all = await everyRecord(a)
+  const all = await muxRecordsOf(a)
   assert.equal(all.length, records.length)
   const reference = restored(all)
   const expected = behaviour(reference.mux, reference.conflicts, records, real.payments)
@@ -118,7 +112,7 @@ test('a snapshot of another store, of a truncated core, under another identity k
   await replicated()
   await (await openMuxLedger(a, IDENTITY_KEY)).checkpoint()
   const snapshot = await readFile(join(a.store.storage.path, MUX_SNAPSHOT_FILE))
-  const expected = contents(MuxLedger.of(await everyRecord(a), IDENTITY_KEY))
+  const expected = contents(MuxLedger.of(await muxRecordsOf(a), IDENTITY_KEY))
   const refusedWith = async (log: AuditLog, key: Uint8Array | null, reason: RegExp, snapshotPath?: string): Promise<MuxLedger> => {
     const fold = await openMuxLedger(log, key, snapshotPath === undefined ? {} : { snapshotPath })
     assert.equal(fold.stats.snapshot, 'rejected')
@@ -129,7 +123,7 @@ test('a snapshot of another store, of a truncated core, under another identity k
   // Another agent's snapshot in this store (a copied file).
   await writeFile(join(b.store.storage.path, MUX_SNAPSHOT_FILE), snapshot)
   const other = await refusedWith(b, IDENTITY_KEY, /^snapshot covers core [0-9a-f]{64}, which this store does not hold$/)
-  assert.deepEqual(contents(other), contents(MuxLedger.of(await everyRecord(b), IDENTITY_KEY)))
+  assert.deepEqual(contents(other), contents(MuxLedger.of(await muxRecordsOf(b), IDENTITY_KEY)))
 
   // Another identity key, or none (the agent is no candidate any more): the verdicts do not hold.
   await refusedWith(a, OTHER_KEY, /^snapshot was made with another identity key or none$/)
@@ -148,8 +142,8 @@ test('a snapshot of another store, of a truncated core, under another identity k
   // The own core truncated under the snapshot, then grown again with another history.
   await a.core.truncate(a.core.length - 5)
   const truncated = await refusedWith(a, IDENTITY_KEY, /^core [0-9a-f]{64} holds \d+ blocks, snapshot covers \d+$/)
-  assert.deepEqual(contents(truncated), contents(MuxLedger.of(await everyRecord(a), IDENTITY_KEY)))
+  assert.deepEqual(contents(truncated), contents(MuxLedger.of(await muxRecordsOf(a), IDENTITY_KEY)))
   await write(a, history(25, 10))
   const forked = await refusedWith(a, IDENTITY_KEY, /has a different history at length \d+ than the snapshot$/)
-  assert.deepEqual(contents(forked), contents(MuxLedger.of(await everyRecord(a), IDENTITY_KEY)))
+  assert.deepEqual(contents(forked), contents(MuxLedger.of(await muxRecordsOf(a), IDENTITY_KEY)))
 })

@@ -6,30 +6,24 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MuxMachine } from '../../src/mux/machine.ts'
-import type { MuxStore } from '../../src/mux/store.ts'
 import { AuditLog } from '../../src/audit/log.ts'
-import { AuditMuxStore } from '../../src/audit/mux-store.ts'
+import { openMuxLedger, toAuditRecord } from '../../src/audit/mux-store.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import { MuxError, type MuxOutput, type MuxRecord } from '../../src/mux/types.ts'
+import { muxRecordsOf } from './audit-helpers.ts'
 import { FakeClock, IDENTITY_KEY, atOrigin, decisions, invoice, machine, only, part } from './mux-fixture.ts'
 import { FailureCode } from '../../src/ln/failure.ts'
 
 const AMOUNT = 80_000_000n
 
-async function loadAll(store: MuxStore): Promise<MuxRecord[]> {
-  const records: MuxRecord[] = []
-  for await (const r of store.load()) records.push(r)
-  return records
-}
-
-/** The driver's job: append every persist output, then confirm it to the machine. */
-async function persist(mux: MuxMachine, store: MuxStore, outputs: MuxOutput[]): Promise<MuxOutput[]> {
+/** The driver's job: append every persist output durably, then confirm it to the machine. */
+async function persist(mux: MuxMachine, log: AuditLog, outputs: MuxOutput[]): Promise<MuxOutput[]> {
   const out: MuxOutput[] = []
   for (const o of outputs) {
     out.push(o)
     if (o.kind === 'persist') {
-      await store.append(o.record)
-      out.push(...(await persist(mux, store, mux.recordPersisted(o.record))))
+      await log.append(toAuditRecord(o.record), { durable: true })
+      out.push(...(await persist(mux, log, mux.recordPersisted(o.record))))
     }
   }
   return out
@@ -45,7 +39,6 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
     await log.close()
     await rm(dir, { recursive: true, force: true })
   })
-  let store: MuxStore = new AuditMuxStore(log)
   let mux = machine(clock)
 
   // Invoice 1: two parts through two nodes, settled; the edges have not applied the decisions yet.
@@ -54,7 +47,7 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
   const p2 = part(paid, { node: 1, htlcId: 1n, amountMsat: 50_000_000n })
   mux.htlc(p1.htlc)
   const { setId } = only(mux.htlc(p2.htlc), 'accepted')
-  assert.equal(decisions(await persist(mux, store, mux.settle(paid.paymentHash, setId))).length, 2)
+  assert.equal(decisions(await persist(mux, log, mux.settle(paid.paymentHash, setId))).length, 2)
   // Invoice 2: accepted, the application has not settled it yet.
   const waiting = invoice(AMOUNT)
   const w = part(waiting, { node: 1, htlcId: 2n, amountMsat: AMOUNT })
@@ -66,13 +59,12 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
   only(mux.settle(torn.paymentHash, tornSet.setId), 'persist') // never appended
   // Invoice 4: cancelled.
   const cancelled = invoice(AMOUNT)
-  await persist(mux, store, mux.cancel(cancelled.paymentHash))
+  await persist(mux, log, mux.cancel(cancelled.paymentHash))
   await log.close()
 
-  // The agent restarts: a new machine from the store's records.
+  // The agent restarts: a new machine from the log's mux ledger, as Agent.start builds it.
   log = await AuditLog.open({ path })
-  store = new AuditMuxStore(log)
-  mux = MuxMachine.restore({ identityKey: IDENTITY_KEY, now: clock.now }, await loadAll(store))
+  mux = MuxMachine.restore({ identityKey: IDENTITY_KEY, now: clock.now }, (await openMuxLedger(log, IDENTITY_KEY)).state)
   assert.equal(mux.status(paid.paymentHash), 'settle_requested')
   assert.equal(mux.status(waiting.paymentHash), undefined)
   assert.equal(mux.pendingResolutions().length, 2)
@@ -80,7 +72,7 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
   for (const p of [p2, p1]) assert.deepEqual(only(mux.htlc(p.htlc), 'decision').decision, { action: 'settle', preimage: paid.preimage })
   const again = only(mux.htlc(w.htlc), 'accepted')
   assert.deepEqual(again.setId, before.setId)
-  assert.equal(decisions(await persist(mux, store, mux.settle(waiting.paymentHash, again.setId))).length, 1)
+  assert.equal(decisions(await persist(mux, log, mux.settle(waiting.paymentHash, again.setId))).length, 1)
   // Nothing was revealed for invoice 3 before the crash; it is simply accepted again.
   assert.deepEqual(only(mux.htlc(t1.htlc), 'accepted').setId, tornSet.setId)
   const late = part(cancelled, { htlcId: 4n, amountMsat: AMOUNT })
@@ -90,9 +82,9 @@ test('restart with held HTLCs: settled sets settle again, accepted sets re-form 
 
   // Final resolutions after the restart (LookupHtlcResolution) close invoice 1 for good.
   const resolved: MuxOutput[] = []
-  for (const c of mux.pendingResolutions().filter((c) => c.htlcId === 1n)) resolved.push(...(await persist(mux, store, mux.htlcResolved(c, true))))
+  for (const c of mux.pendingResolutions().filter((c) => c.htlcId === 1n)) resolved.push(...(await persist(mux, log, mux.htlcResolved(c, true))))
   assert.deepEqual(only(resolved, 'final'), { kind: 'final', hash: paid.paymentHash, setId, status: 'settled' })
-  const records = await loadAll(store)
+  const records = await muxRecordsOf(log)
   assert.deepEqual(
     records.map((r) => r.type),
     ['settle_requested', 'cancelled', 'settle_requested', 'final']
