@@ -30,8 +30,8 @@ import { readBlocks, type AuditLog } from './log.ts'
 import type { AuditRecord } from './records.ts'
 
 // Records folded since the last snapshot before the next is written: bounds the tail a restart
-// replays (~1.5 s of single-record blocks, see bench/audit.bench.ts) against the cost of rewriting
-// the whole snapshot (~1 s of CPU at 1M invoices, spread over event-loop turns).
+// replays (~2 s of single-record blocks, bench/startup.bench.ts) against the cost of rewriting the
+// whole snapshot (~1 s of CPU at 1M invoices, spread over event-loop turns).
 export const CHECKPOINT_EVERY = 100_000
 // Entries encoded or decoded per event-loop turn, so a checkpoint never stalls the agent for long
 // (10,000 entries of the mux ledger take ~20 ms to encode, bench/startup.bench.ts).
