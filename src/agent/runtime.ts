@@ -501,8 +501,9 @@ export class Agent {
 }
 
 /**
- * The mux ledger of every core this agent holds, from its snapshot plus the tails: what the member
- * starts with, instead of every record ever written (issue 7's start-up target).
+ * The mux ledger of every core this agent holds (own and replicas: a leader learns every settle and
+ * cancel record before it serves, DESIGN.md "Election"), from its snapshot plus the tails: what the
+ * member starts with, instead of every record ever written (issue 7's start-up target).
  */
 async function openLedger(audit: AuditLog, identityKey: Uint8Array | null, log: Logger): Promise<CheckpointedFold<MuxLedger>> {
   const start = performance.now()

@@ -144,8 +144,10 @@ export function openRegistry(log: AuditLog, opts: CheckpointOptions = {}): Promi
 }
 
 // The snapshot file's content as chunks (tests forge and inspect snapshots with these two).
-export function encodeSnapshot(snapshot: Snapshot): Promise<Uint8Array[]> {
-  return encodeSnapshotFile(REGISTRY_FOLD, snapshot.cores, snapshot.registry)
+export async function encodeSnapshot(snapshot: Snapshot): Promise<Uint8Array[]> {
+  const chunks: Uint8Array[] = []
+  for await (const chunk of encodeSnapshotFile(REGISTRY_FOLD, snapshot.cores, snapshot.registry)) chunks.push(chunk)
+  return chunks
 }
 
 export async function decodeSnapshot(file: Uint8Array): Promise<Snapshot> {

@@ -99,19 +99,18 @@ function encodeHeader(magic: string, version: number, cores: Coverage[]): Uint8A
   return state.buffer
 }
 
-// The snapshot file's content as chunks, in order.
-export async function encodeSnapshotFile<S>(spec: FoldSpec<S>, cores: Coverage[], state: S): Promise<Uint8Array[]> {
+// The snapshot file's content as chunks, in order, made as they are asked for.
+export async function* encodeSnapshotFile<S>(spec: FoldSpec<S>, cores: Coverage[], state: S): AsyncGenerator<Uint8Array> {
   const writers = new Map(cores.map((core, i) => [hex(core.key), i]))
   const sum = createHash('sha256')
-  const chunks: Uint8Array[] = []
-  const push = (b: Uint8Array): void => {
-    sum.update(b)
-    chunks.push(b)
+  const header = encodeHeader(spec.magic, spec.version, cores)
+  sum.update(header)
+  yield header
+  for await (const chunk of spec.encode(state, writers)) {
+    sum.update(chunk)
+    yield chunk
   }
-  push(encodeHeader(spec.magic, spec.version, cores))
-  for await (const chunk of spec.encode(state, writers)) push(chunk)
-  chunks.push(sum.digest())
-  return chunks
+  yield sum.digest()
 }
 
 export async function decodeSnapshotFile<S>(spec: FoldSpec<S>, file: Uint8Array): Promise<{ cores: Coverage[]; state: S }> {
@@ -136,13 +135,13 @@ export async function decodeSnapshotFile<S>(spec: FoldSpec<S>, file: Uint8Array)
   return { cores, state }
 }
 
-// Written whole to `path`.tmp, fsynced, renamed over `path`, then the directory fsynced: a crash
-// at any point leaves either the old snapshot or the new one.
-export async function writeSnapshotFile(path: string, chunks: Uint8Array[]): Promise<void> {
+// Written whole to `path`.tmp as the chunks come, fsynced, renamed over `path`, then the directory
+// fsynced: a crash at any point leaves either the old snapshot or the new one.
+export async function writeSnapshotFile(path: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
   const tmp = `${path}.tmp`
   const file = await open(tmp, 'w')
   try {
-    for (const chunk of chunks) await file.write(chunk)
+    for await (const chunk of chunks) await file.write(chunk)
     await file.sync()
   } finally {
     await file.close()
@@ -249,7 +248,7 @@ export class CheckpointedFold<S> {
       const length = this.folded.get(hex(core.key)) ?? 0
       if (length > 0) cores.push({ key: core.key, length, treeHash: await core.treeHash(length) })
     }
-    await writeSnapshotFile(this.path, await encodeSnapshotFile(this.spec, cores, this.state))
+    await writeSnapshotFile(this.path, encodeSnapshotFile(this.spec, cores, this.state))
     this.sinceCheckpoint = 0
     this.unsavedBlocks = 0
   }

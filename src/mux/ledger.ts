@@ -66,11 +66,11 @@ export function keyFingerprint(identityKey: Uint8Array | null): Uint8Array {
 }
 
 /** Of two records of one type for one hash, the one a ledger keeps: the earlier, then the smaller encoding. */
-export function precedes(a: MuxRecord, b: MuxRecord): boolean {
+function precedes(a: MuxRecord, b: MuxRecord): boolean {
   return a.time < b.time || (a.time === b.time && encodeRecord(a) < encodeRecord(b))
 }
 
-export interface Outcome {
+interface Outcome {
   settled: boolean
   /** Settled, final status unknown. */
   pending: boolean
@@ -92,7 +92,7 @@ function outcomeOf(flags: number): Outcome {
 
 const OUTCOMES: readonly Outcome[] = Array.from({ length: 32 }, (_, flags) => outcomeOf(flags))
 
-export function outcome(flags: number): Outcome {
+function outcome(flags: number): Outcome {
   return OUTCOMES[flags & 31]!
 }
 
