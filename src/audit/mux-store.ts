@@ -11,20 +11,24 @@ export function toAuditRecord(r: MuxRecord): AuditRecord {
     case 'settle_requested':
       return { ...r, type: 'settle_requested' }
     case 'cancelled':
-      return { type: 'settle_cancelled', time: r.time, hash: r.hash }
+      return { type: 'settle_cancelled', time: r.time, hash: r.hash, term: r.term }
     case 'final':
       return { type: 'settle_final', time: r.time, hash: r.hash, setId: r.setId, status: r.status }
+    case 'parts_failed':
+      return { type: 'parts_failed', time: r.time, hash: r.hash, term: r.term }
   }
 }
 
-// The inverse, for the three mux record types; null for every other audit record, and for a
+// The inverse, for the mux record types; null for every other audit record, and for a
 // final status the mux does not know (written by a newer or foreign agent: skipped, not fatal).
 export function toMuxRecord(r: AuditRecord): MuxRecord | null {
   switch (r.type) {
     case 'settle_requested':
-      return { type: 'settle_requested', time: r.time, hash: r.hash, setId: r.setId, paymentAddr: r.paymentAddr, amountMsat: r.amountMsat, htlcs: r.htlcs }
+      return { type: 'settle_requested', term: r.term, time: r.time, hash: r.hash, setId: r.setId, paymentAddr: r.paymentAddr, amountMsat: r.amountMsat, htlcs: r.htlcs }
     case 'settle_cancelled':
-      return { type: 'cancelled', time: r.time, hash: r.hash }
+      return { type: 'cancelled', term: r.term, time: r.time, hash: r.hash }
+    case 'parts_failed':
+      return { type: 'parts_failed', term: r.term, time: r.time, hash: r.hash }
     case 'settle_final':
       return r.status === 'settled' || r.status === 'failed'
         ? { type: 'final', time: r.time, hash: r.hash, setId: r.setId, status: r.status }

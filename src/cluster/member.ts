@@ -15,12 +15,13 @@
 //    (src/edge/edge.ts); a leader accepts offers only for the nodes the offering agent announced.
 import { createHash } from 'node:crypto'
 import { Election, majority, type ElectionAction, type ElectionMessage } from './election.ts'
-import type { Hello, HtlcOffer, Message, Resolution } from './messages.ts'
+import { MAX_CIRCUITS_PER_QUERY, type Hello, type HtlcOffer, type Message, type Resolution } from './messages.ts'
 import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../edge/edge.ts'
 import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
 import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
 import { decodeRecord, encodeRecord } from '../mux/records.ts'
-import type { Circuit, Decision, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
+import type { Circuit, Decision, FailReason, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
+import { recordKey, resolveGathered } from './supersede.ts'
 
 export interface MemberTiming {
   leaseMs: number
@@ -98,6 +99,8 @@ export type MemberAction =
   /** Append the edge's decision durably, then call edgeRecorded(id). */
   | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision }
   | { type: 'resolve'; htlc: EdgeHtlc; decision: InterceptorDecision }
+  /** Ask this agent's lnd how it finally resolved the HTLC; if it did, call htlcFinal. */
+  | { type: 'lookup-resolution'; node: string; circuit: { chanId: bigint; htlcId: bigint } }
   | { type: 'leader'; term: number; leader: string | null }
   | { type: 'serving'; term: number; records: number }
   | { type: 'accepted'; hash: Uint8Array; setId: Uint8Array; amountMsat: bigint; parts: number }
@@ -136,13 +139,13 @@ function digestOf(recordBytes: Uint8Array): string {
   return createHash('sha256').update(recordBytes).digest('hex')
 }
 
-/** Identity of a record for deduplication: one settle, one cancel and one final per hash. */
-function recordKey(record: MuxRecord): string {
-  return `${record.type}:${hex(record.hash)}`
-}
-
-/** Settles first, then finals, then cancels: a settle always wins (a preimage may have left). */
-const APPLY_ORDER: Record<MuxRecord['type'], number> = { settle_requested: 0, final: 1, cancelled: 2 }
+/**
+ * Failures a leader decides from its own clock, height or arrival order, which an earlier leader may
+ * have decided otherwise: before one leaves, a `parts_failed` record for its hash is committed, unless
+ * the leader knows a settle record for that hash (src/cluster/supersede.ts). The other reasons follow
+ * from the HTLC and the invoice alone, or from a record the leader holds.
+ */
+const FENCED_REASONS: ReadonlySet<FailReason> = new Set(['invoice_expired', 'expiry_too_soon', 'overpayment', 'mpp_timeout', 'accept_timeout', 'hold_limit'])
 
 function toResolution(decision: Decision): Resolution {
   if (decision.action === 'settle') return { kind: 'settle', preimage: decision.preimage }
@@ -221,6 +224,10 @@ export class ClusterMember {
   private readonly recommitting = new Set<string>()
   private queuedOffers: { from: string; offer: HtlcOffer }[] = []
   private readonly commits = new Map<string, PendingCommit>()
+  /** Hashes whose parts_failed record this leadership committed: their failures may leave. */
+  private readonly fencedHashes = new Set<string>()
+  /** Failures waiting for their hash's parts_failed record, by hash: circuit key → decision. */
+  private readonly fencing = new Map<string, Map<string, { circuit: Circuit; decision: Decision }>>()
   private servedRecords = 0
   private lastReforward = 0
 
@@ -248,7 +255,7 @@ export class ClusterMember {
     this.voters = new Set(opts.persisted.voters)
     if (voter) this.voters.add(opts.self)
     this.election.setVoters(this.voters)
-    for (const record of opts.persisted.records) this.records.set(recordKey(record), record)
+    for (const record of opts.persisted.records) this.keep(record)
     this.servedTerm = opts.persisted.servedTerm ?? 0
     this.updateView()
   }
@@ -323,11 +330,38 @@ export class ClusterMember {
       for (const commit of this.commits.values()) {
         if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
       }
+      actions.push(...this.resolutionLookups())
     }
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
     actions.push(...this.drainQueue())
     if (this.isServing()) actions.push(...this.fromMux(this.mux!.tick()))
     return actions
+  }
+
+  /**
+   * The serving leader's settled-set HTLCs whose final resolution it has not heard: its own nodes'
+   * are looked up on its lnd, the others are asked of their holders (a resolution reported to a
+   * previous leader, or while nobody led, is otherwise lost, and the set never recorded final).
+   */
+  resolutionLookups(): MemberAction[] {
+    if (!this.isServing()) return []
+    const out: MemberAction[] = []
+    const byHolder = new Map<string, Circuit[]>()
+    for (const circuit of this.mux!.pendingResolutions()) {
+      const node = hex(circuit.node)
+      if (this.opts.nodes.includes(node)) {
+        out.push({ type: 'lookup-resolution', node, circuit: { chanId: circuit.chanId, htlcId: circuit.htlcId } })
+        continue
+      }
+      const holder = [...this.peers].find(([, peer]) => peer.nodes.has(node))?.[0]
+      if (holder !== undefined) byHolder.set(holder, [...(byHolder.get(holder) ?? []), circuit])
+    }
+    for (const [to, circuits] of byHolder) {
+      for (let i = 0; i < circuits.length; i += MAX_CIRCUITS_PER_QUERY) {
+        out.push({ type: 'send', to, message: { type: 'resolution-query', term: this.leaderTerm, circuits: circuits.slice(i, i + MAX_CIRCUITS_PER_QUERY) } })
+      }
+    }
+    return out
   }
 
   /** An agent running without a cluster: elect itself now rather than after the election timeout. */
@@ -366,7 +400,7 @@ export class ClusterMember {
   recordPersisted(record: MuxRecord): MemberAction[] {
     const encoded = recordBytes(record)
     const digest = digestOf(encoded)
-    this.records.set(recordKey(record), record)
+    this.keep(record)
     this.updateView()
     const actions: MemberAction[] = []
     const notice = this.noticeAcks.get(digest)
@@ -406,6 +440,11 @@ export class ClusterMember {
       case 'htlc-resolved':
         if (!this.isServing() || message.term !== this.leaderTerm || !this.peers.get(from)?.nodes.has(hex(message.circuit.node))) return []
         return this.fromMux(this.mux!.htlcResolved(message.circuit, message.settled))
+      case 'resolution-query':
+        if (from !== this.election.leader || message.term !== this.term) return []
+        return message.circuits
+          .filter((c) => this.opts.nodes.includes(hex(c.node)))
+          .map((c) => ({ type: 'lookup-resolution' as const, node: hex(c.node), circuit: { chanId: c.chanId, htlcId: c.htlcId } }))
       case 'record-notice':
         return this.onNotice(from, message.term, message.record)
       case 'record-ack':
@@ -498,8 +537,11 @@ export class ClusterMember {
   }
 
   private onRecordsRequest(from: string, term: number, requestId: number): MemberAction[] {
-    // Answer only the candidate that leads `term` as far as we know, or one asking for a newer term.
+    // Answer only the candidate that leads `term` as far as we know, or one asking for a newer term,
+    // whose term we then take: a notice of an older term, stored after our answer, would be a record
+    // the new leader did not gather, so such notices are refused from now on (onNotice).
     if (term < this.term) return []
+    const adopted = this.fromElection(this.election.observeTerm(term))
     const pages: Uint8Array[][] = [[]]
     let size = 0
     for (const record of this.records.values()) {
@@ -511,11 +553,11 @@ export class ClusterMember {
       pages[pages.length - 1]!.push(encoded)
       size += encoded.length
     }
-    return pages.map((records, i) => ({
+    return adopted.concat(pages.map((records, i) => ({
       type: 'send' as const,
       to: from,
       message: { type: 'records-reply' as const, term, requestId, records, done: i === pages.length - 1 }
-    }))
+    })))
   }
 
   private onRecordsReply(from: string, term: number, records: Uint8Array[], done: boolean): MemberAction[] {
@@ -560,34 +602,45 @@ export class ClusterMember {
     }
     this.gathering = null
     const out: MemberAction[] = []
-    const merged = new Map<string, MuxRecord>()
-    for (const record of gathering.records) merged.set(recordKey(record), record)
-    const ordered = [...merged.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
+    const { kept, superseded } = resolveGathered(gathering.records)
+    for (const record of superseded) out.push({ type: 'reject', from: this.self, reason: 'superseded_record', detail: `${recordKey(record)} of term ${'term' in record ? record.term : '-'}` })
     const rejected: MuxRecord[] = []
     const clock = this.opts.clock ?? (() => this.now)
-    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, ordered, (record) => rejected.push(record))
+    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height, term: gathering.term }, kept, (record) => rejected.push(record))
     for (const record of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: recordKey(record) })
     // A gathered record held by less than a majority may come from a leader that died before
-    // committing it: commit it again (in our term) before acting on it. The rest we keep too.
-    for (const record of ordered) {
+    // committing it: commit it again, under our term, before acting on it. The rest we keep too.
+    for (const record of kept) {
       if (rejected.includes(record)) continue
-      const digest = digestOf(recordBytes(record))
-      const held = [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
-      const known = this.records.has(recordKey(record))
-      if (record.type !== 'final' && held < majority(this.voters.size)) {
+      const held = [...(gathering.holders.get(digestOf(recordBytes(record))) ?? [])].filter((id) => this.voters.has(id)).length
+      const copy = record.type !== 'final' && held < majority(this.voters.size) ? { ...record, term: gathering.term } : record
+      const digest = digestOf(recordBytes(copy))
+      const stored = this.holds(copy)
+      if (copy !== record) {
         this.recommitting.add(digest)
-        this.commits.set(digest, { record, stored: known, acks: new Set(), recommit: true })
-        if (!known) out.push({ type: 'persist-record', record })
-        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(record) } })
-      } else if (!known) {
-        out.push({ type: 'persist-record', record })
+        this.commits.set(digest, { record: copy, stored, acks: new Set(), recommit: true })
+        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(copy) } })
       }
+      if (!stored) out.push({ type: 'persist-record', record: copy })
     }
-    this.servedRecords = merged.size
+    this.servedRecords = kept.length
     if (this.recommitting.size === 0) out.push(...this.startServing())
     // Records we hold already may be committed at once (a cluster whose only voter is us).
     else for (const digest of [...this.recommitting]) out.push(...this.tryCommit(digest, this.commits.get(digest)!))
     return out
+  }
+
+  /** Adds a stored record; of two copies of one record, the one committed in the newer term stays. */
+  private keep(record: MuxRecord): void {
+    const key = recordKey(record)
+    const held = this.records.get(key)
+    if (held === undefined || held.type === 'final' || record.type === 'final' || record.term >= held.term) this.records.set(key, record)
+  }
+
+  /** Whether this member stored exactly `record` (that version of it). */
+  private holds(record: MuxRecord): boolean {
+    const held = this.records.get(recordKey(record))
+    return held !== undefined && digestOf(recordBytes(held)) === digestOf(recordBytes(record))
   }
 
   private startServing(): MemberAction[] {
@@ -607,6 +660,8 @@ export class ClusterMember {
     for (const commit of this.commits.values()) if (!commit.recommit) out.push({ type: 'abandoned', record: commit.record })
     this.commits.clear()
     this.recommitting.clear()
+    this.fencedHashes.clear()
+    this.fencing.clear()
     this.mux = null
     this.gathering = null
     this.queuedOffers = []
@@ -642,7 +697,7 @@ export class ClusterMember {
     for (const output of outputs) {
       switch (output.kind) {
         case 'decision':
-          out.push(...this.sendDecision(output.circuit, output.decision))
+          out.push(...(this.needsFence(output) ? this.fenceFirst(output) : this.sendDecision(output.circuit, output.decision)))
           break
         case 'accepted':
           out.push({ type: 'accepted', hash: output.hash, setId: output.setId, amountMsat: output.amountMsat, parts: output.htlcs.length })
@@ -656,6 +711,37 @@ export class ClusterMember {
       }
     }
     return out
+  }
+
+  /** Whether this failure must wait for a parts_failed record of its hash (see FENCED_REASONS). */
+  private needsFence(output: Extract<MuxOutput, { kind: 'decision' }>): boolean {
+    if (output.decision.action !== 'fail' || output.reason === undefined || !FENCED_REASONS.has(output.reason)) return false
+    if (this.fencedHashes.has(hex(output.hash))) return false
+    const status = this.mux!.status(output.hash)
+    return status !== 'settle_requested' && status !== 'settled' && status !== 'failed'
+  }
+
+  /** Holds the failure until its hash's parts_failed record is committed; commits that record once. */
+  private fenceFirst({ circuit, hash, decision }: Extract<MuxOutput, { kind: 'decision' }>): MemberAction[] {
+    const key = hex(hash)
+    let waiting = this.fencing.get(key)
+    const out: MemberAction[] = []
+    if (waiting === undefined) {
+      this.fencing.set(key, (waiting = new Map()))
+      const clock = this.opts.clock ?? (() => this.now)
+      out.push(...this.commit({ type: 'parts_failed', term: this.leaderTerm, hash, time: clock() }))
+    }
+    waiting.set(edgeHtlcId({ node: hex(circuit.node), circuit }), { circuit, decision })
+    return out
+  }
+
+  /** A parts_failed record is held by a majority: the failures it fenced may leave. */
+  private releaseFenced(hash: Uint8Array): MemberAction[] {
+    const key = hex(hash)
+    this.fencedHashes.add(key)
+    const waiting = this.fencing.get(key)
+    this.fencing.delete(key)
+    return [...(waiting?.values() ?? [])].flatMap(({ circuit, decision }) => this.sendDecision(circuit, decision))
   }
 
   private sendDecision(circuit: Circuit, decision: Decision): MemberAction[] {
@@ -700,6 +786,7 @@ export class ClusterMember {
       return this.recommitting.size === 0 ? this.startServing() : []
     }
     const out: MemberAction[] = this.fromMux(this.mux.recordPersisted(commit.record))
+    if (commit.record.type === 'parts_failed') out.push(...this.releaseFenced(commit.record.hash))
     if (commit.record.type !== 'final') out.unshift({ type: 'committed', record: commit.record })
     return out
   }
@@ -718,10 +805,7 @@ export class ClusterMember {
       return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
     }
     const digest = digestOf(recordBytes(record))
-    const known = this.records.get(recordKey(record))
-    if (known !== undefined && digestOf(recordBytes(known)) === digest) {
-      return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
-    }
+    if (this.holds(record)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     this.noticeAcks.set(digest, { leader: from, term })
     return [{ type: 'persist-record', record }]
   }

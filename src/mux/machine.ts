@@ -44,6 +44,8 @@ export interface MuxOptions {
   height?: number
   /** How many past decisions are remembered to answer re-offered circuits alike. */
   decisionMemory?: number
+  /** The leadership term this machine decides in, stamped on its settle and cancel records. */
+  term?: number
 }
 
 export const MPP_TIMEOUT_MS = 60_000
@@ -128,6 +130,7 @@ export class MuxMachine {
   private readonly holdMarginBlocks: number
   private readonly autoSettle: boolean
   private readonly decisionMemory: number
+  private readonly term: number
   private height: number
   private readonly invoices = new Map<string, Invoice>()
   /** Invoices with an open set: the only ones timers and heights concern. */
@@ -150,6 +153,7 @@ export class MuxMachine {
     this.autoSettle = opts.autoSettle ?? false
     this.decisionMemory = opts.decisionMemory ?? DECISION_MEMORY
     this.height = opts.height ?? 0
+    this.term = opts.term ?? 0
   }
 
   /**
@@ -238,7 +242,7 @@ export class MuxMachine {
     }
     invoice.cancelled = true
     const outputs = invoice.open === undefined ? [] : this.failSet(invoice, 'invoice_cancelled')
-    outputs.push({ kind: 'persist', record: { type: 'cancelled', hash: invoice.hash, time: this.now() } })
+    outputs.push({ kind: 'persist', record: { type: 'cancelled', term: this.term, hash: invoice.hash, time: this.now() } })
     return outputs
   }
 
@@ -263,6 +267,7 @@ export class MuxMachine {
         return [{ kind: 'final', hash: record.hash, setId: record.setId, status: record.status }]
       }
       case 'cancelled':
+      case 'parts_failed':
         return []
     }
   }
@@ -447,6 +452,7 @@ export class MuxMachine {
   private requestSettle(invoice: Invoice, set: OpenSet): MuxOutput[] {
     const record: MuxRecord & { type: 'settle_requested' } = {
       type: 'settle_requested',
+      term: this.term,
       hash: invoice.hash,
       setId: set.accepted!.setId,
       paymentAddr: set.paymentAddr,
@@ -518,6 +524,7 @@ export class MuxMachine {
    * idempotent: a new leader may read the same record from several replicated cores.
    */
   private apply(record: MuxRecord): void {
+    if (record.type === 'parts_failed') return
     const hashHex = hex(record.hash)
     let invoice = this.invoices.get(hashHex)
     if (invoice === undefined) {

@@ -112,7 +112,7 @@ test('restore: duplicate records (several replicated cores) are idempotent; cont
   assert.equal(MuxMachine.restore(opts, [record, record]).status(inv.paymentHash), 'settle_requested')
 
   const bad = (records: MuxRecord[]) => assert.throws(() => MuxMachine.restore(opts, records), (e: unknown) => e instanceof MuxError && e.code === 'bad_record')
-  const cancel: MuxRecord = { type: 'cancelled', hash: inv.paymentHash, time: 1 }
+  const cancel: MuxRecord = { type: 'cancelled', term: 0, hash: inv.paymentHash, time: 1 }
   bad([record, cancel])
   bad([cancel, record])
   bad([record, { ...record, setId: new Uint8Array(32) } as MuxRecord])
