@@ -130,6 +130,7 @@ export class Agent {
           autoSettle: config.mux.autoSettle
         },
         witness: agentRole(config) === 'witness',
+        voters: config.cluster.voters,
         priority: config.mux.priority,
         timing: opts.timing ?? DEFAULT_TIMING,
         persisted: { ...state, records },

@@ -71,6 +71,12 @@ export interface MemberOptions {
   mux: Omit<MuxOptions, 'now'> | null
   /** Witnesses vote; so does every agent that holds a node. */
   witness: boolean
+  /**
+   * The voters, fixed by configuration (cluster.voters); empty: learnt from hellos and persisted.
+   * A fixed set lets an agent that has not met the others yet count them all, so that it never
+   * elects itself alone on a first start.
+   */
+  voters?: readonly string[]
   priority: number
   timing: MemberTiming
   /** Durable state from the previous run. */
@@ -199,6 +205,7 @@ export class ClusterMember {
   readonly edge: Edge
   private readonly peers = new Map<string, Peer>()
   private readonly voters: Set<string>
+  private readonly fixedVoters: boolean
   /** Settle, cancel and final records this member holds durably, by recordKey. */
   private readonly records = new Map<string, MuxRecord>()
   /** Records being stored for a leader's notice: digest → leader to acknowledge. */
@@ -252,7 +259,14 @@ export class ClusterMember {
       opts.random
     )
     this.edge = new Edge({ self: opts.self, deadlineMarginBlocks: opts.deadlineMarginBlocks })
-    this.voters = new Set(opts.persisted.voters)
+    const fixed = opts.voters ?? []
+    if (fixed.length > 0 && fixed.includes(opts.self) !== voter) {
+      throw new Error(voter
+        ? `cluster.voters does not list this agent (${opts.self}), which votes: it holds a node or is a witness`
+        : `cluster.voters lists this agent (${opts.self}), which cannot vote: it holds no node and is no witness`)
+    }
+    this.fixedVoters = fixed.length > 0
+    this.voters = new Set(this.fixedVoters ? fixed : opts.persisted.voters)
     if (voter) this.voters.add(opts.self)
     this.election.setVoters(this.voters)
     for (const record of opts.persisted.records) this.keep(record)
@@ -300,7 +314,7 @@ export class ClusterMember {
     }
     // Offers or decisions may have been lost with the old connection to the leader.
     if (peer === this.election.leader) out.push(...this.fromEdge(this.edge.reforward(peer)))
-    if (!voter || this.voters.has(peer)) return out
+    if (!voter || this.voters.has(peer) || this.fixedVoters) return out
     this.voters.add(peer)
     this.election.setVoters(this.voters)
     out.push({ type: 'persist-voters', voters: [...this.voters] })

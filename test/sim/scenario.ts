@@ -473,6 +473,8 @@ class Scenario {
       // every few seconds (the audit statement counts an invoice once its final record is written).
       const unfinished = (): boolean => (sim.serving()?.member.virtualNode?.pendingResolutions().length ?? 0) > 0
       for (const stop = sim.now + 15_000; sim.now < stop && unfinished(); ) this.slice(false)
+      // ... and the final records the last answers produce reach the stores.
+      for (let i = 0; i < 3; i++) this.slice(false)
     } catch (err) {
       sim.violation('8-no-crash', `${(err as Error).stack ?? String(err)}`)
     }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { ClusterSim, type SimAgent } from '../sim/cluster.ts'
 import { HEIGHT, IDENTITY_KEY, NODES, invoice, part, type Part } from './mux-fixture.ts'
 import type { EdgeHtlc } from '../../src/edge/edge.ts'
-import type { MemberAction } from '../../src/cluster/member.ts'
+import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/cluster/member.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const A = 'aa'.repeat(32)
@@ -273,4 +273,28 @@ test("a dead leader's settle record that no majority held loses to a later leade
     assert.equal(settledWith(sim, inv.preimage), 0, `seed ${seed}: part of a set settled after another part failed`)
     assert.deepEqual(sim.resolutions.map((r) => r.decision.action), ['fail', 'fail'], `seed ${seed}`)
   }
+})
+
+test('with cluster.voters fixed, an agent that has met nobody never leads alone; with learnt voters it does', () => {
+  const member = (voters: string[], self = A, nodes = [ALICE]) => new ClusterMember({
+    self,
+    nodes,
+    mux: { identityKey: IDENTITY_KEY },
+    witness: false,
+    voters,
+    priority: 0,
+    timing: DEFAULT_TIMING,
+    persisted: { term: 0, votedFor: null, voters: [], records: [] },
+    now: 0,
+    random: () => 0.5,
+    deadlineMarginBlocks: 2
+  })
+  const ledAlone = (m: ClusterMember): boolean => {
+    for (let now = 0; now <= 20_000; now += 100) if (m.tick(now).some((a) => a.type === 'leader' && a.leader === A)) return true
+    return false
+  }
+  assert.equal(ledAlone(member([A, B, W])), false, 'one of three configured voters is no majority')
+  assert.equal(ledAlone(member([])), true, 'learnt voters: alone, it counts only itself')
+  assert.throws(() => member([B, W]), /cluster.voters does not list this agent/)
+  assert.throws(() => member([A, B], A, []), /cluster.voters lists this agent .* cannot vote/)
 })
