@@ -24,7 +24,7 @@ function settledPair(i: number, time: number): [AuditRecord, AuditRecord] {
   setId.writeUInt32BE(i, 0)
   const htlcs = [{ circuit: { node: NODE, chanId: 1n, htlcId: BigInt(i) }, amountMsat: 100_000n }]
   return [
-    { type: 'settle_requested', time, hash, setId, paymentAddr: ADDR, amountMsat: 100_000n, htlcs },
+    { type: 'settle_requested', time, term: 1, hash, setId, paymentAddr: ADDR, amountMsat: 100_000n, htlcs },
     { type: 'settle_final', time: time + 1, hash, setId, status: 'settled' }
   ]
 }

@@ -52,7 +52,7 @@ function settledInvoice(i: number, time: number): [MuxRecord, MuxRecord] {
   const setId = createHash('sha256').update(paymentAddr).digest()
   const htlcs = [{ circuit: { node: NODE, chanId: 1n, htlcId: BigInt(i) }, amountMsat: AMOUNT_MSAT }]
   return [
-    { type: 'settle_requested', time, hash, setId, paymentAddr, amountMsat: AMOUNT_MSAT, htlcs },
+    { type: 'settle_requested', term: 1, time, hash, setId, paymentAddr, amountMsat: AMOUNT_MSAT, htlcs },
     { type: 'final', time: time + 1, hash, setId, status: 'settled' }
   ]
 }

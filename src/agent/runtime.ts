@@ -34,8 +34,6 @@ const INBOUND_REFRESH_MS = 10_000
 const INBOUND_MAX_AGE_MS = 35_000
 /** How long an invoice waits for a live inbound reading before it uses the last one. */
 const INBOUND_LIVE_WAIT_MS = 1000
-/** How often settled HTLCs without a final resolution are looked up (FinalHtlcEvents can be missed). */
-const RECONCILE_MS = 15_000
 /** How often the mux ledger reads what the cores gained (and writes a snapshot when one is due). */
 const LEDGER_CATCH_UP_MS = 10_000
 
@@ -118,7 +116,8 @@ export class Agent {
           heightPollMs: opts.heightPollMs ?? 5000,
           onHtlc: (htlc) => agent?.onHtlc(link(node.name), htlc),
           onFinal: (circuit, settled) => agent?.onFinal(link(node.name), circuit, settled),
-          onFinalStreamOpen: () => void agent?.reconcile(link(node.name)),
+          // After a restart or a reconnect of the final-resolution stream: ask lnd what was missed.
+          onFinalStreamOpen: () => agent?.apply(agent.member.resolutionLookups()),
           onHeight: (height) => agent?.apply(agent.member.blockHeight(height)),
           onEvent: (event) => agent?.onLndEvent(link(node.name), event)
         }))
@@ -136,6 +135,7 @@ export class Agent {
           autoSettle: config.mux.autoSettle
         },
         witness: agentRole(config) === 'witness',
+        voters: config.cluster.voters,
         priority: config.mux.priority,
         timing: opts.timing ?? DEFAULT_TIMING,
         persisted: { ...state, records: ledger.state.fork() },
@@ -170,9 +170,6 @@ export class Agent {
     this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
     await this.refreshInbound()
     this.every(INBOUND_REFRESH_MS, () => void this.refreshInbound())
-    this.every(RECONCILE_MS, () => {
-      for (const link of this.nodes) void this.reconcile(link)
-    })
     this.every(LEDGER_CATCH_UP_MS, () => {
       this.ledger.catchUp().catch((err: Error) => this.log.warn('mux ledger catch-up failed; the next start reads a longer tail', { error: err }))
     })
@@ -313,6 +310,9 @@ export class Agent {
       case 'resolve':
         this.resolve(action.htlc, action.decision)
         return
+      case 'lookup-resolution':
+        void this.lookupResolution(action.node, action.circuit)
+        return
       case 'leader':
         if (action.leader !== this.id) this.responder.end()
         this.log.info(action.leader === null ? 'no leader' : action.leader === this.id ? 'elected leader; gathering records' : 'following leader', { term: action.term, leader: action.leader ?? undefined })
@@ -330,7 +330,7 @@ export class Agent {
         this.log.info(`invoice ${action.status}`, { hash: action.hash, setId: action.setId })
         return
       case 'committed':
-        this.log.info(`${action.record.type === 'cancelled' ? 'cancel' : 'settle'} held by a majority`, { hash: action.record.hash })
+        this.log.info(`${action.record.type} record held by a majority`, { hash: action.record.hash, term: 'term' in action.record ? action.record.term : undefined })
         return
       case 'abandoned':
         this.log.warn('leadership lost before a record reached a majority', { type: action.record.type, hash: action.record.hash })
@@ -413,16 +413,15 @@ export class Agent {
     this.apply(this.member.htlcFinal({ node: link.pubkey, circuit }, settled))
   }
 
-  /** After a restart or a reconnect of the final-resolution stream: ask lnd what we may have missed. */
-  private async reconcile(link: NodeLink): Promise<void> {
-    for (const circuit of this.member.virtualNode?.pendingResolutions() ?? []) {
-      if (hex(circuit.node) !== link.pubkey) continue
-      try {
-        const resolution = await link.lookupResolution(circuit)
-        if (resolution) this.onFinal(link, circuit, resolution.settled)
-      } catch (err) {
-        this.log.warn('htlc resolution lookup failed', { node: link.name, chan: circuit.chanId, htlc: circuit.htlcId, error: err as Error })
-      }
+  /** What lnd finally did with an HTLC whose final event this agent or a leader may have missed. */
+  private async lookupResolution(node: string, circuit: CircuitKey): Promise<void> {
+    const link = this.nodes.find((n) => n.pubkey === node)
+    if (!link) return
+    try {
+      const resolution = await link.lookupResolution(circuit)
+      if (resolution && !this.closed) this.onFinal(link, circuit, resolution.settled)
+    } catch (err) {
+      this.log.warn('htlc resolution lookup failed', { node: link.name, chan: circuit.chanId, htlc: circuit.htlcId, error: err as Error })
     }
   }
 

@@ -1,4 +1,4 @@
-// The mux's durable records in the audit log: its settle, cancel and final records become audit
+// The mux's durable records in the audit log: its settle, cancel, final and parts_failed records become audit
 // records, field for field (the agent appends them durably: the write-ahead of DESIGN.md invariant 6).
 //
 // A restarting agent does not read them all: it opens the mux ledger (src/mux/ledger.ts) of every
@@ -22,20 +22,24 @@ export function toAuditRecord(r: MuxRecord): AuditRecord {
     case 'settle_requested':
       return { ...r, type: 'settle_requested' }
     case 'cancelled':
-      return { type: 'settle_cancelled', time: r.time, hash: r.hash }
+      return { type: 'settle_cancelled', time: r.time, hash: r.hash, term: r.term }
     case 'final':
       return { type: 'settle_final', time: r.time, hash: r.hash, setId: r.setId, status: r.status }
+    case 'parts_failed':
+      return { type: 'parts_failed', time: r.time, hash: r.hash, term: r.term }
   }
 }
 
-// The inverse, for the three mux record types; null for every other audit record, and for a
+// The inverse, for the mux record types; null for every other audit record, and for a
 // final status the mux does not know (written by a newer or foreign agent: skipped, not fatal).
 export function toMuxRecord(r: AuditRecord): MuxRecord | null {
   switch (r.type) {
     case 'settle_requested':
-      return { type: 'settle_requested', time: r.time, hash: r.hash, setId: r.setId, paymentAddr: r.paymentAddr, amountMsat: r.amountMsat, htlcs: r.htlcs }
+      return { type: 'settle_requested', term: r.term, time: r.time, hash: r.hash, setId: r.setId, paymentAddr: r.paymentAddr, amountMsat: r.amountMsat, htlcs: r.htlcs }
     case 'settle_cancelled':
-      return { type: 'cancelled', time: r.time, hash: r.hash }
+      return { type: 'cancelled', term: r.term, time: r.time, hash: r.hash }
+    case 'parts_failed':
+      return { type: 'parts_failed', term: r.term, time: r.time, hash: r.hash }
     case 'settle_final':
       return r.status === 'settled' || r.status === 'failed'
         ? { type: 'final', time: r.time, hash: r.hash, setId: r.setId, status: r.status }
@@ -53,7 +57,8 @@ function muxLedgerFold(identityKey: Uint8Array | null): FoldSpec<MuxLedger> {
   return {
     fileName: MUX_SNAPSHOT_FILE,
     magic: 'highwire/mux-ledger-snapshot',
-    version: 1,
+    // 2: terms and parts_failed records (ledger-format.ts).
+    version: 2,
     empty: () => new MuxLedger(identityKey),
     apply: (ledger, record) => {
       const mux = toMuxRecord(record)

@@ -10,10 +10,13 @@
 // Layout of one record: uint FORMAT_VERSION ‖ uint type tag ‖ uint time (unix ms) ‖ the type's
 // fields in schema order. A Hypercore block holds one *batch* of records (uint count ‖ records), the
 // group written by one flush of the writer. Evolution rule: a tag's fields are only ever appended
-// to, under a new FORMAT_VERSION; tags are never reused.
+// to, under a new FORMAT_VERSION, and name the version they appeared in; a record of an older
+// version decodes with those fields at their zero value. Tags are never reused.
+//
+// Versions: 1 the first; 2 adds `term` to settle_requested and settle_cancelled, and parts_failed.
 import c from 'compact-encoding'
 
-export const FORMAT_VERSION = 1
+export const FORMAT_VERSION = 2
 
 export type FieldKind = 'uint' | 'u64' | 'str' | 'bool' | 'bytes' | 'key32' | 'node33' | 'htlcs'
 
@@ -78,11 +81,12 @@ export const SCHEMA = {
   // the write-ahead of invariant 6. It holds no preimage: a candidate re-derives it as
   // HMAC(identity key, payment_addr), and an edge keeps it in the leader's signed decision, which
   // it stores as received (an `envelope` record) before acting.
+  // `term` is the writer's leadership term (MuxRecord in src/mux/types.ts): the newer term wins.
   settle_requested: {
     tag: 20,
-    fields: [['hash', 'key32'], ['setId', 'key32'], ['paymentAddr', 'key32'], ['amountMsat', 'u64'], ['htlcs', 'htlcs']]
+    fields: [['hash', 'key32'], ['setId', 'key32'], ['paymentAddr', 'key32'], ['amountMsat', 'u64'], ['htlcs', 'htlcs'], ['term', 'uint', 2]]
   },
-  settle_cancelled: { tag: 21, fields: [['hash', 'key32']] },
+  settle_cancelled: { tag: 21, fields: [['hash', 'key32'], ['term', 'uint', 2]] },
   settle_final: { tag: 22, fields: [['hash', 'key32'], ['setId', 'key32'], ['status', 'str']] },
   rebalance_requested: { tag: 23, fields: [['chanId', 'u64'], ['requester', 'key32'], ['amountMsat', 'u64']] },
   rebalance_validated: { tag: 24, fields: [['chanId', 'u64'], ['amountMsat', 'u64'], ['accepted', 'bool'], ['reason', 'str']] },
@@ -92,12 +96,17 @@ export const SCHEMA = {
     fields: [['chanId', 'u64'], ['hash', 'key32'], ['ok', 'bool'], ['feeMsat', 'u64'], ['reason', 'str']]
   },
   // Written instead of the records a peer was not allowed to make us write (see RateLimiter).
-  rate_limited: { tag: 27, fields: [['peer', 'key32'], ['dropped', 'uint']] }
-} as const satisfies Record<string, { tag: number; fields: ReadonlyArray<readonly [string, FieldKind]> }>
+  rate_limited: { tag: 27, fields: [['peer', 'key32'], ['dropped', 'uint']] },
+  // A leader failed HTLCs of `hash` in `term` knowing no settle record (MuxRecord parts_failed).
+  parts_failed: { tag: 28, fields: [['hash', 'key32'], ['term', 'uint']] }
+} as const satisfies Record<string, { tag: number; fields: ReadonlyArray<Field> }>
+
+/** name, kind, and the FORMAT_VERSION the field appeared in (1 when absent). */
+type Field = readonly [string, FieldKind] | readonly [string, FieldKind, number]
 
 type Schema = typeof SCHEMA
 export type RecordType = keyof Schema
-type Fields<F> = F extends ReadonlyArray<readonly [infer N extends string, infer K extends FieldKind]>
+type Fields<F> = F extends ReadonlyArray<readonly [infer N extends string, infer K extends FieldKind, ...number[]]>
   ? { [E in F[number] as E[0]]: FieldTypes[E[1]] } & { [n in N]: unknown }
   : never
 export type RecordOf<T extends RecordType> = { type: T; time: number } & Fields<Schema[T]['fields']>
@@ -148,6 +157,18 @@ const bytes: c.Encoding<Uint8Array> = {
   preencode: (state, b) => c.buffer.preencode(state, b),
   encode: (state, b) => c.buffer.encode(state, b),
   decode: (state) => c.buffer.decode(state) ?? new Uint8Array(0)
+}
+
+// What a field reads as in a record written before the field existed.
+const ZERO: Record<FieldKind, () => unknown> = {
+  uint: () => 0,
+  u64: () => 0n,
+  str: () => '',
+  bool: () => false,
+  bytes: () => new Uint8Array(0),
+  key32: () => new Uint8Array(32),
+  node33: () => new Uint8Array(33),
+  htlcs: () => []
 }
 
 const CODECS: Record<FieldKind, c.Encoding<any>> = {
@@ -210,12 +231,14 @@ const record: c.Encoding<AuditRecord> = {
   },
   decode(state) {
     const version = c.uint.decode(state)
-    if (version !== FORMAT_VERSION) throw new AuditRecordError('unsupported_version', `record format version ${version}`)
+    if (version < 1 || version > FORMAT_VERSION) throw new AuditRecordError('unsupported_version', `record format version ${version}`)
     const tag = c.uint.decode(state)
     const type = BY_TAG.get(tag)
     if (type === undefined) throw new AuditRecordError('unknown_record_type', `unknown record tag ${tag}`)
     const out: Record<string, unknown> = { type, time: c.uint.decode(state) }
-    for (const [name, kind] of SCHEMA[type].fields) out[name] = CODECS[kind].decode(state)
+    for (const [name, kind, since = 1] of SCHEMA[type].fields as ReadonlyArray<Field>) {
+      out[name] = since <= version ? CODECS[kind].decode(state) : ZERO[kind]()
+    }
     return out as AuditRecord
   }
 }

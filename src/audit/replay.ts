@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readBlocks, type AuditLog } from './log.ts'
 import { applyRecord, emptyRegistry, type Registry } from './registry.ts'
-import type { AuditRecord, RecordType } from './records.ts'
+import { AuditRecordError, type AuditRecord, type RecordType } from './records.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 
@@ -76,7 +76,8 @@ export async function verify(
     await fresh.close()
     await rm(dir, { recursive: true, force: true })
   }
-  const envelopes = await verifyEnvelopes(log, selected, verifyEnvelope)
+  // A core that failed its check has untrustworthy blocks: its envelopes are not read.
+  const envelopes = await verifyEnvelopes(selected.filter((_core, i) => checks[i]!.ok), verifyEnvelope)
   return { ok: checks.every((c) => c.ok) && envelopes.failed.length === 0, cores: checks, envelopes }
 }
 
@@ -117,22 +118,34 @@ async function verifyCore(log: AuditLog, fresh: Corestore, source: Hypercore, ti
   }
 }
 
-async function verifyEnvelopes(log: AuditLog, cores: Hypercore[], check: EnvelopeVerifier): Promise<VerifyReport['envelopes']> {
+// Every stored envelope of `cores`; a block its own writer signed but that does not decode is a
+// failure too (index -1), reported rather than thrown.
+async function verifyEnvelopes(cores: Hypercore[], check: EnvelopeVerifier): Promise<VerifyReport['envelopes']> {
   const failed: EnvelopeFailure[] = []
   let checked = 0
-  for await (const { core, block, records } of allBlocks(log, cores)) {
-    records.forEach((record, index) => {
-      if (record.type !== 'hello' && record.type !== 'envelope') return
-      checked++
-      let error = 'bad signature'
-      let ok = false
-      try {
-        ok = check(record.envelope, record.peer)
-      } catch (err) {
-        error = (err as Error).message
+  for (const source of cores) {
+    const core = hex(source.key)
+    let block = 0
+    try {
+      for await (const { index, records } of readBlocks(source)) {
+        block = index + 1
+        records.forEach((record, at) => {
+          if (record.type !== 'hello' && record.type !== 'envelope') return
+          checked++
+          let error = 'bad signature'
+          let ok = false
+          try {
+            ok = check(record.envelope, record.peer)
+          } catch (err) {
+            error = (err as Error).message
+          }
+          if (!ok) failed.push({ core, block: index, index: at, error })
+        })
       }
-      if (!ok) failed.push({ core, block, index, error })
-    })
+    } catch (err) {
+      if (!(err instanceof AuditRecordError)) throw err
+      failed.push({ core, block, index: -1, error: err.message })
+    }
   }
   return { checked, failed }
 }
@@ -215,37 +228,54 @@ export async function statement(
   log: AuditLog,
   { from = 0, to = Number.MAX_SAFE_INTEGER, cores = log.cores() }: { from?: number; to?: number; cores?: Hypercore[] } = {}
 ): Promise<Statement> {
-  const operatorOf = new Map<string, string>()
-  const sets = new Map<string, AuditRecord & { type: 'settle_requested' }>() // by hash+setId
-  const settled = new Set<string>()
-  for await (const { core, records } of allBlocks(log, cores)) for (const record of records) {
-    if (record.type === 'lnd_connect') operatorOf.set(hex(record.node), core)
-    else if (record.type === 'settle_requested') sets.set(hex(record.hash) + hex(record.setId), record)
-    else if (record.type === 'settle_final' && record.status === 'settled' && record.time >= from && record.time < to) {
-      settled.add(hex(record.hash) + hex(record.setId))
+  const fold = new StatementFold(from, to)
+  for await (const { core, records } of allBlocks(log, cores)) for (const record of records) fold.add(core, record)
+  return fold.result()
+}
+
+// The statement as a pure fold over records, each with the core that holds it (log order within a
+// core; cores in any order, replicas included: a record held by several cores counts once).
+export class StatementFold {
+  private readonly operatorOf = new Map<string, string>()
+  private readonly sets = new Map<string, AuditRecord & { type: 'settle_requested' }>() // by hash+setId
+  private readonly settled = new Set<string>()
+
+  constructor(
+    private readonly from = 0,
+    private readonly to = Number.MAX_SAFE_INTEGER
+  ) {}
+
+  add(core: string, record: AuditRecord): void {
+    if (record.type === 'lnd_connect') this.operatorOf.set(hex(record.node), core)
+    else if (record.type === 'settle_requested') this.sets.set(hex(record.hash) + hex(record.setId), record)
+    else if (record.type === 'settle_final' && record.status === 'settled' && record.time >= this.from && record.time < this.to) {
+      this.settled.add(hex(record.hash) + hex(record.setId))
     }
   }
-  const operators = new Map<string, Map<string, NodeLine>>()
-  const total = { htlcs: 0, msat: 0n, invoices: 0 }
-  for (const id of settled) {
-    const set = sets.get(id)
-    if (set === undefined) continue
-    const hash = hex(set.hash)
-    total.invoices++
-    for (const { circuit, amountMsat } of set.htlcs) {
-      const node = hex(circuit.node)
-      const operator = operatorOf.get(node) ?? 'unknown'
-      let nodes = operators.get(operator)
-      if (nodes === undefined) operators.set(operator, (nodes = new Map()))
-      let line = nodes.get(node)
-      if (line === undefined) nodes.set(node, (line = { htlcs: 0, msat: 0n, invoices: new Map() }))
-      const inv = line.invoices.get(hash) ?? { htlcs: 0, msat: 0n }
-      line.invoices.set(hash, { htlcs: inv.htlcs + 1, msat: inv.msat + amountMsat })
-      line.htlcs++
-      line.msat += amountMsat
-      total.htlcs++
-      total.msat += amountMsat
+
+  result(): Statement {
+    const operators = new Map<string, Map<string, NodeLine>>()
+    const total = { htlcs: 0, msat: 0n, invoices: 0 }
+    for (const id of this.settled) {
+      const set = this.sets.get(id)
+      if (set === undefined) continue
+      const hash = hex(set.hash)
+      total.invoices++
+      for (const { circuit, amountMsat } of set.htlcs) {
+        const node = hex(circuit.node)
+        const operator = this.operatorOf.get(node) ?? 'unknown'
+        let nodes = operators.get(operator)
+        if (nodes === undefined) operators.set(operator, (nodes = new Map()))
+        let line = nodes.get(node)
+        if (line === undefined) nodes.set(node, (line = { htlcs: 0, msat: 0n, invoices: new Map() }))
+        const inv = line.invoices.get(hash) ?? { htlcs: 0, msat: 0n }
+        line.invoices.set(hash, { htlcs: inv.htlcs + 1, msat: inv.msat + amountMsat })
+        line.htlcs++
+        line.msat += amountMsat
+        total.htlcs++
+        total.msat += amountMsat
+      }
     }
+    return { from: this.from, to: this.to, operators, total }
   }
-  return { from, to, operators, total }
 }

@@ -154,7 +154,7 @@ export class Election {
   receive(from: string, message: ElectionMessage, now: number, random: () => number): ElectionAction[] {
     switch (message.type) {
       case 'vote-request':
-        return from === message.candidate ? this.onVoteRequest(message, now) : []
+        return from === message.candidate ? this.onVoteRequest(message, now, random) : []
       case 'vote':
         return from === message.voter ? this.onVote(message, now) : []
       case 'lease':
@@ -179,12 +179,15 @@ export class Election {
     return actions.concat(this.maybeWin(now))
   }
 
-  private onVoteRequest(req: Extract<ElectionMessage, { type: 'vote-request' }>, now: number): ElectionAction[] {
+  private onVoteRequest(req: Extract<ElectionMessage, { type: 'vote-request' }>, now: number, random: () => number): ElectionAction[] {
     if (!this.opts.voter) return []
     const actions: ElectionAction[] = []
     // A live lease is a promise to its leader: no vote for anyone else until it runs out. (A vote
     // binds nothing: a candidate that loses must not keep its voters from the next one.)
-    const bound = this.promisedTo !== null && this.promisedTo !== req.candidate && now < this.promiseUntil
+    // A leader holding its lease is bound to itself (etcd raft's leader lease does the same): a
+    // member rejoining before it heard the first renewal must not unseat it.
+    const bound = (this.promisedTo !== null && this.promisedTo !== req.candidate && now < this.promiseUntil) ||
+      (this.role === 'leader' && this.isLeaseHeld(now))
     if (req.pre) {
       // Would we vote for it in that term? Answered without changing anything.
       const would = !bound && req.term > this.term && compareViews(req.view, this.view) >= 0
@@ -201,6 +204,9 @@ export class Election {
       this.votedFor = req.candidate
       actions.push({ type: 'persist', term: this.term, votedFor: this.votedFor })
     }
+    // Raft: granting a vote restarts the election timer, so that a voter does not stand itself the
+    // moment after it voted, before the candidate it voted for could announce its win.
+    if (granted) this.electionDeadline = now + this.timeout(random)
     actions.push({ type: 'send', to: req.candidate, message: { type: 'vote', term: this.term, voter: this.opts.self, granted, view: this.view, pre: false } })
     return actions
   }
@@ -244,7 +250,13 @@ export class Election {
   }
 
   private onLease(lease: Extract<ElectionMessage, { type: 'lease' }>, now: number, random: () => number): ElectionAction[] {
-    if (lease.term < this.term) return []
+    if (lease.term < this.term) {
+      // We moved to a newer term (a campaign that failed) and can never follow this leader's: tell
+      // it, so that it steps down and an election in a term we can take part in follows (etcd raft
+      // answers a stale leader's heartbeat the same way). Without it we would stay leaderless.
+      if (!this.opts.voter) return []
+      return [{ type: 'send', to: lease.leader, message: { type: 'lease-ack', term: this.term, voter: this.opts.self, at: lease.at } }]
+    }
     const actions: ElectionAction[] = []
     if (lease.term > this.term) actions.push(...this.adoptTerm(lease.term))
     if (this.role === 'leader' && lease.leader !== this.opts.self) return actions // impossible with one vote per term
@@ -270,6 +282,14 @@ export class Election {
       this.acks.set(ack.voter, Math.max(previous, ack.at))
     }
     return []
+  }
+
+  /**
+   * A leader of `term` asked for our records (Raft: any request of a higher term moves us to it), so
+   * we no longer take part in older terms, whose notices we then refuse.
+   */
+  observeTerm(term: number): ElectionAction[] {
+    return term > this.term ? this.adoptTerm(term) : []
   }
 
   /** A higher term was seen: follow it, forgetting any vote and leadership of the old one. */

@@ -15,13 +15,14 @@
 //    (src/edge/edge.ts); a leader accepts offers only for the nodes the offering agent announced.
 import { createHash } from 'node:crypto'
 import { Election, majority, type ElectionAction, type ElectionMessage } from './election.ts'
-import type { Hello, HtlcOffer, Message, Resolution } from './messages.ts'
+import { MAX_CIRCUITS_PER_QUERY, type Hello, type HtlcOffer, type Message, type Resolution } from './messages.ts'
 import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../edge/edge.ts'
 import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
 import type { MuxLedger } from '../mux/ledger.ts'
 import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
 import { decodeRecord, encodeRecord } from '../mux/records.ts'
-import type { Circuit, Decision, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
+import type { Circuit, Decision, FailReason, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
+import { byApplyOrder, recordKey, resolveGathered } from './supersede.ts'
 
 export interface MemberTiming {
   leaseMs: number
@@ -71,6 +72,12 @@ export interface MemberOptions {
   mux: Omit<MuxOptions, 'now'> | null
   /** Witnesses vote; so does every agent that holds a node. */
   witness: boolean
+  /**
+   * The voters, fixed by configuration (cluster.voters); empty: learnt from hellos and persisted.
+   * A fixed set lets an agent that has not met the others yet count them all, so that it never
+   * elects itself alone on a first start.
+   */
+  voters?: readonly string[]
   priority: number
   timing: MemberTiming
   /**
@@ -102,6 +109,8 @@ export type MemberAction =
   /** Append the edge's decision durably, then call edgeRecorded(id). */
   | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision }
   | { type: 'resolve'; htlc: EdgeHtlc; decision: InterceptorDecision }
+  /** Ask this agent's lnd how it finally resolved the HTLC; if it did, call htlcFinal. */
+  | { type: 'lookup-resolution'; node: string; circuit: { chanId: bigint; htlcId: bigint } }
   | { type: 'leader'; term: number; leader: string | null }
   | { type: 'serving'; term: number; records: number }
   | { type: 'accepted'; hash: Uint8Array; setId: Uint8Array; amountMsat: bigint; parts: number }
@@ -140,13 +149,13 @@ function digestOf(recordBytes: Uint8Array): string {
   return createHash('sha256').update(recordBytes).digest('hex')
 }
 
-/** Identity of a record for deduplication: one settle, one cancel and one final per hash. */
-function recordKey(record: MuxRecord): string {
-  return `${record.type}:${hex(record.hash)}`
-}
-
-/** Settles first, then finals, then cancels: a settle always wins (a preimage may have left). */
-const APPLY_ORDER: Record<MuxRecord['type'], number> = { settle_requested: 0, final: 1, cancelled: 2 }
+/**
+ * Failures a leader decides from its own clock, height or arrival order, which an earlier leader may
+ * have decided otherwise: before one leaves, a `parts_failed` record for its hash is committed, unless
+ * the leader knows a settle record for that hash (src/cluster/supersede.ts). The other reasons follow
+ * from the HTLC and the invoice alone, or from a record the leader holds.
+ */
+const FENCED_REASONS: ReadonlySet<FailReason> = new Set(['invoice_expired', 'expiry_too_soon', 'overpayment', 'mpp_timeout', 'accept_timeout', 'hold_limit'])
 
 function toResolution(decision: Decision): Resolution {
   if (decision.action === 'settle') return { kind: 'settle', preimage: decision.preimage }
@@ -200,7 +209,8 @@ export class ClusterMember {
   readonly edge: Edge
   private readonly peers = new Map<string, Peer>()
   private readonly voters: Set<string>
-  /** Settle, cancel and final records this member holds durably. */
+  private readonly fixedVoters: boolean
+  /** Settle, cancel, final and parts_failed records this member holds durably (the newest copy of each). */
   private readonly ledger: MuxLedger
   /** Records being stored for a leader's notice: digest → leader to acknowledge. */
   private readonly noticeAcks = new Map<string, { leader: string; term: number }>()
@@ -225,6 +235,10 @@ export class ClusterMember {
   private readonly recommitting = new Set<string>()
   private queuedOffers: { from: string; offer: HtlcOffer }[] = []
   private readonly commits = new Map<string, PendingCommit>()
+  /** Hashes whose parts_failed record this leadership committed: their failures may leave. */
+  private readonly fencedHashes = new Set<string>()
+  /** Failures waiting for their hash's parts_failed record, by hash: circuit key → decision. */
+  private readonly fencing = new Map<string, Map<string, { circuit: Circuit; decision: Decision }>>()
   private servedRecords = 0
   private lastReforward = 0
 
@@ -249,7 +263,14 @@ export class ClusterMember {
       opts.random
     )
     this.edge = new Edge({ self: opts.self, deadlineMarginBlocks: opts.deadlineMarginBlocks })
-    this.voters = new Set(opts.persisted.voters)
+    const fixed = opts.voters ?? []
+    if (fixed.length > 0 && fixed.includes(opts.self) !== voter) {
+      throw new Error(voter
+        ? `cluster.voters does not list this agent (${opts.self}), which votes: it holds a node or is a witness`
+        : `cluster.voters lists this agent (${opts.self}), which cannot vote: it holds no node and is no witness`)
+    }
+    this.fixedVoters = fixed.length > 0
+    this.voters = new Set(this.fixedVoters ? fixed : opts.persisted.voters)
     if (voter) this.voters.add(opts.self)
     this.election.setVoters(this.voters)
     this.ledger = opts.persisted.records
@@ -297,7 +318,7 @@ export class ClusterMember {
     }
     // Offers or decisions may have been lost with the old connection to the leader.
     if (peer === this.election.leader) out.push(...this.fromEdge(this.edge.reforward(peer)))
-    if (!voter || this.voters.has(peer)) return out
+    if (!voter || this.voters.has(peer) || this.fixedVoters) return out
     this.voters.add(peer)
     this.election.setVoters(this.voters)
     out.push({ type: 'persist-voters', voters: [...this.voters] })
@@ -327,11 +348,38 @@ export class ClusterMember {
       for (const commit of this.commits.values()) {
         if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
       }
+      actions.push(...this.resolutionLookups())
     }
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
     actions.push(...this.drainQueue())
     if (this.isServing()) actions.push(...this.fromMux(this.mux!.tick()))
     return actions
+  }
+
+  /**
+   * The serving leader's settled-set HTLCs whose final resolution it has not heard: its own nodes'
+   * are looked up on its lnd, the others are asked of their holders (a resolution reported to a
+   * previous leader, or while nobody led, is otherwise lost, and the set never recorded final).
+   */
+  resolutionLookups(): MemberAction[] {
+    if (!this.isServing()) return []
+    const out: MemberAction[] = []
+    const byHolder = new Map<string, Circuit[]>()
+    for (const circuit of this.mux!.pendingResolutions()) {
+      const node = hex(circuit.node)
+      if (this.opts.nodes.includes(node)) {
+        out.push({ type: 'lookup-resolution', node, circuit: { chanId: circuit.chanId, htlcId: circuit.htlcId } })
+        continue
+      }
+      const holder = [...this.peers].find(([, peer]) => peer.nodes.has(node))?.[0]
+      if (holder !== undefined) byHolder.set(holder, [...(byHolder.get(holder) ?? []), circuit])
+    }
+    for (const [to, circuits] of byHolder) {
+      for (let i = 0; i < circuits.length; i += MAX_CIRCUITS_PER_QUERY) {
+        out.push({ type: 'send', to, message: { type: 'resolution-query', term: this.leaderTerm, circuits: circuits.slice(i, i + MAX_CIRCUITS_PER_QUERY) } })
+      }
+    }
+    return out
   }
 
   /** An agent running without a cluster: elect itself now rather than after the election timeout. */
@@ -410,6 +458,11 @@ export class ClusterMember {
       case 'htlc-resolved':
         if (!this.isServing() || message.term !== this.leaderTerm || !this.peers.get(from)?.nodes.has(hex(message.circuit.node))) return []
         return this.fromMux(this.mux!.htlcResolved(message.circuit, message.settled))
+      case 'resolution-query':
+        if (from !== this.election.leader || message.term !== this.term) return []
+        return message.circuits
+          .filter((c) => this.opts.nodes.includes(hex(c.node)))
+          .map((c) => ({ type: 'lookup-resolution' as const, node: hex(c.node), circuit: { chanId: c.chanId, htlcId: c.htlcId } }))
       case 'record-notice':
         return this.onNotice(from, message.term, message.record)
       case 'record-ack':
@@ -500,8 +553,11 @@ export class ClusterMember {
   }
 
   private onRecordsRequest(from: string, term: number, requestId: number): MemberAction[] {
-    // Answer only the candidate that leads `term` as far as we know, or one asking for a newer term.
+    // Answer only the candidate that leads `term` as far as we know, or one asking for a newer term,
+    // whose term we then take: a notice of an older term, stored after our answer, would be a record
+    // the new leader did not gather, so such notices are refused from now on (onNotice).
     if (term < this.term) return []
+    const adopted = this.fromElection(this.election.observeTerm(term))
     const pages: Uint8Array[][] = [[]]
     let size = 0
     for (const record of this.ledger.records()) {
@@ -513,11 +569,11 @@ export class ClusterMember {
       pages[pages.length - 1]!.push(encoded)
       size += encoded.length
     }
-    return pages.map((records, i) => ({
+    return adopted.concat(pages.map((records, i) => ({
       type: 'send' as const,
       to: from,
       message: { type: 'records-reply' as const, term, requestId, records, done: i === pages.length - 1 }
-    }))
+    })))
   }
 
   private onRecordsReply(from: string, term: number, records: Uint8Array[], done: boolean): MemberAction[] {
@@ -562,28 +618,30 @@ export class ClusterMember {
     }
     this.gathering = null
     const out: MemberAction[] = []
-    // Our records and every answer's, in a ledger of the mux's own (any order gives the same one).
+    // Our records and every answer's in a ledger of the mux's own (any order gives the same one: the
+    // newest copy of each record), less what a newer record superseded (src/cluster/supersede.ts).
     const merged = this.ledger.fork()
     for (const record of gathering.records) merged.add(record)
+    for (const record of this.supersede(gathering, merged)) {
+      out.push({ type: 'reject', from: this.self, reason: 'superseded_record', detail: `${recordKey(record)} of term ${'term' in record ? record.term : '-'}` })
+    }
     const rejected = new Set<string>()
     const clock = this.opts.clock ?? (() => this.now)
-    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height }, merged, (record) => rejected.add(recordKey(record)))
+    this.mux = MuxMachine.restore({ ...this.opts.mux!, now: clock, height: this.height, term: gathering.term }, merged, (record) => rejected.add(recordKey(record)))
     for (const key of rejected) out.push({ type: 'reject', from: this.self, reason: 'conflicting_record', detail: key })
     // A record the mux uses that less than a majority holds may come from a leader that died before
-    // committing it: commit it again (in our term) before acting on it. The rest we keep too.
+    // committing it: commit it again, under our term, before acting on it. The rest we keep too.
     for (const record of this.recordsToConfirm(gathering, merged)) {
       if (rejected.has(recordKey(record))) continue
-      const digest = digestOf(recordBytes(record))
-      const known = this.holds(record, digest)
-      const held = (known && this.voters.has(this.self) ? 1 : 0) + [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
-      if (record.type !== 'final' && held < majority(this.voters.size)) {
+      const copy = record.type !== 'final' && this.heldBy(gathering, record) < majority(this.voters.size) ? { ...record, term: gathering.term } : record
+      const digest = digestOf(recordBytes(copy))
+      const stored = this.holds(copy)
+      if (copy !== record) {
         this.recommitting.add(digest)
-        this.commits.set(digest, { record, stored: known, acks: new Set(), recommit: true })
-        if (!known) out.push({ type: 'persist-record', record })
-        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(record) } })
-      } else if (!known) {
-        out.push({ type: 'persist-record', record })
+        this.commits.set(digest, { record: copy, stored, acks: new Set(), recommit: true })
+        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(copy) } })
       }
+      if (!stored) out.push({ type: 'persist-record', record: copy })
     }
     this.servedRecords = merged.size
     if (this.recommitting.size === 0) out.push(...this.startServing())
@@ -593,9 +651,34 @@ export class ClusterMember {
   }
 
   /**
+   * resolveGathered for every payment hash where one record may supersede another: those the
+   * answers brought records for, and those where our records hold a settle beside a cancel or
+   * parts_failed record (elsewhere our records, one copy of each, supersede nothing). `merged` keeps
+   * what stands; returns what was superseded.
+   */
+  private supersede(gathering: NonNullable<ClusterMember['gathering']>, merged: MuxLedger): MuxRecord[] {
+    const answered = new Map<string, MuxRecord[]>()
+    for (const record of gathering.records) {
+      const key = hex(record.hash)
+      const held = answered.get(key)
+      if (held === undefined) answered.set(key, [record])
+      else held.push(record)
+    }
+    for (const hashHex of merged.contested()) if (!answered.has(hashHex)) answered.set(hashHex, [])
+    const superseded: MuxRecord[] = []
+    for (const [hashHex, records] of answered) {
+      const resolved = resolveGathered([...this.ledger.recordsOf(hashHex), ...records])
+      if (resolved.superseded.length === 0) continue
+      superseded.push(...resolved.superseded)
+      merged.replace(Buffer.from(hashHex, 'hex'), resolved.kept)
+    }
+    return superseded
+  }
+
+  /**
    * The records of `merged` that finishGathering must look at: those the answers brought, and ours
    * unless we alone are a majority (then every one of ours is held by a majority: a start-up with a
-   * million records costs nothing here). Settles first, then finals, then cancels.
+   * million records costs nothing here). Settles first, then finals, then the rest.
    */
   private recordsToConfirm(gathering: NonNullable<ClusterMember['gathering']>, merged: MuxLedger): MuxRecord[] {
     const alone = this.voters.has(this.self) && majority(this.voters.size) <= 1
@@ -604,13 +687,19 @@ export class ClusterMember {
       const kept = merged.get(record.type, record.hash)
       if (kept !== undefined) byKey.set(recordKey(kept), kept)
     }
-    return [...byKey.values()].sort((a, b) => APPLY_ORDER[a.type] - APPLY_ORDER[b.type])
+    return [...byKey.values()].sort(byApplyOrder)
   }
 
-  /** Whether our own ledger holds exactly this record. */
-  private holds(record: MuxRecord, digest: string): boolean {
+  /** How many voters hold exactly `record`: we, and the members whose answers held it. */
+  private heldBy(gathering: NonNullable<ClusterMember['gathering']>, record: MuxRecord): number {
+    const answers = [...(gathering.holders.get(digestOf(recordBytes(record))) ?? [])].filter((id) => this.voters.has(id)).length
+    return answers + (this.voters.has(this.self) && this.holds(record) ? 1 : 0)
+  }
+
+  /** Whether our own ledger holds exactly `record` (that copy of it). */
+  private holds(record: MuxRecord): boolean {
     const own = this.ledger.get(record.type, record.hash)
-    return own !== undefined && digestOf(recordBytes(own)) === digest
+    return own !== undefined && digestOf(recordBytes(own)) === digestOf(recordBytes(record))
   }
 
   private startServing(): MemberAction[] {
@@ -630,6 +719,8 @@ export class ClusterMember {
     for (const commit of this.commits.values()) if (!commit.recommit) out.push({ type: 'abandoned', record: commit.record })
     this.commits.clear()
     this.recommitting.clear()
+    this.fencedHashes.clear()
+    this.fencing.clear()
     this.mux = null
     this.gathering = null
     this.queuedOffers = []
@@ -665,7 +756,7 @@ export class ClusterMember {
     for (const output of outputs) {
       switch (output.kind) {
         case 'decision':
-          out.push(...this.sendDecision(output.circuit, output.decision))
+          out.push(...(this.needsFence(output) ? this.fenceFirst(output) : this.sendDecision(output.circuit, output.decision)))
           break
         case 'accepted':
           out.push({ type: 'accepted', hash: output.hash, setId: output.setId, amountMsat: output.amountMsat, parts: output.htlcs.length })
@@ -679,6 +770,37 @@ export class ClusterMember {
       }
     }
     return out
+  }
+
+  /** Whether this failure must wait for a parts_failed record of its hash (see FENCED_REASONS). */
+  private needsFence(output: Extract<MuxOutput, { kind: 'decision' }>): boolean {
+    if (output.decision.action !== 'fail' || output.reason === undefined || !FENCED_REASONS.has(output.reason)) return false
+    if (this.fencedHashes.has(hex(output.hash))) return false
+    const status = this.mux!.status(output.hash)
+    return status !== 'settle_requested' && status !== 'settled' && status !== 'failed'
+  }
+
+  /** Holds the failure until its hash's parts_failed record is committed; commits that record once. */
+  private fenceFirst({ circuit, hash, decision }: Extract<MuxOutput, { kind: 'decision' }>): MemberAction[] {
+    const key = hex(hash)
+    let waiting = this.fencing.get(key)
+    const out: MemberAction[] = []
+    if (waiting === undefined) {
+      this.fencing.set(key, (waiting = new Map()))
+      const clock = this.opts.clock ?? (() => this.now)
+      out.push(...this.commit({ type: 'parts_failed', term: this.leaderTerm, hash, time: clock() }))
+    }
+    waiting.set(edgeHtlcId({ node: hex(circuit.node), circuit }), { circuit, decision })
+    return out
+  }
+
+  /** A parts_failed record is held by a majority: the failures it fenced may leave. */
+  private releaseFenced(hash: Uint8Array): MemberAction[] {
+    const key = hex(hash)
+    this.fencedHashes.add(key)
+    const waiting = this.fencing.get(key)
+    this.fencing.delete(key)
+    return [...(waiting?.values() ?? [])].flatMap(({ circuit, decision }) => this.sendDecision(circuit, decision))
   }
 
   private sendDecision(circuit: Circuit, decision: Decision): MemberAction[] {
@@ -723,6 +845,7 @@ export class ClusterMember {
       return this.recommitting.size === 0 ? this.startServing() : []
     }
     const out: MemberAction[] = this.fromMux(this.mux.recordPersisted(commit.record))
+    if (commit.record.type === 'parts_failed') out.push(...this.releaseFenced(commit.record.hash))
     if (commit.record.type !== 'final') out.unshift({ type: 'committed', record: commit.record })
     return out
   }
@@ -741,10 +864,7 @@ export class ClusterMember {
       return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
     }
     const digest = digestOf(recordBytes(record))
-    const known = this.ledger.get(record.type, record.hash)
-    if (known !== undefined && digestOf(recordBytes(known)) === digest) {
-      return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
-    }
+    if (this.holds(record)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     this.noticeAcks.set(digest, { leader: from, term })
     return [{ type: 'persist-record', record }]
   }

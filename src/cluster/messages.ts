@@ -31,6 +31,8 @@ export const MAX_FAILURE_MESSAGE_BYTES = 1024
 /** Records travel in pages; MAX_ENVELOPE_BYTES bounds a page's total size. */
 export const MAX_RECORDS_PER_REPLY = 256
 export const MAX_RECORD_BYTES = 16 * 1024
+/** Circuits per resolution-query (each 49 bytes on the wire). */
+export const MAX_CIRCUITS_PER_QUERY = 256
 export const MAX_API_METHOD_BYTES = 64
 export const MAX_API_PAYLOAD_BYTES = 32 * 1024
 export const MAX_API_STATUS_MESSAGE_BYTES = 256
@@ -175,6 +177,17 @@ export interface HtlcResolved {
   settled: boolean
 }
 
+/**
+ * The leader asks the holder of a settled set's HTLCs how lnd finally resolved them (the holder
+ * looks them up and answers each with htlc-resolved): a resolution reported to a leader that died
+ * would otherwise never reach the next one, and the set would never be recorded as final.
+ */
+export interface ResolutionQuery {
+  type: 'resolution-query'
+  term: number
+  circuits: Circuit[]
+}
+
 export interface RecordsRequest {
   type: 'records-request'
   term: number
@@ -242,6 +255,7 @@ export type Message =
   | HtlcOffer
   | HtlcDecision
   | HtlcResolved
+  | ResolutionQuery
   | RecordsRequest
   | RecordsReply
   | RecordNotice
@@ -375,6 +389,10 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
   'record-ack': {
     id: 16,
     encoding: struct<Body<'record-ack'>>({ term: u64, digest: fixedBytes(32) })
+  },
+  'resolution-query': {
+    id: 17,
+    encoding: struct<Body<'resolution-query'>>({ term: u64, circuits: array(circuit, MAX_CIRCUITS_PER_QUERY) })
   }
 }
 

@@ -38,6 +38,11 @@ export interface HighwireConfig {
     secret: Uint8Array
     /** Allow-list of agent public keys (hex); empty allows every holder of the secret. */
     members: string[]
+    /**
+     * The agents that vote (hold a node or are witnesses), fixed; empty learns them from hellos,
+     * which leaves an agent that has not met the others yet counting only itself.
+     */
+    voters: string[]
     /** DHT bootstrap nodes; empty uses Hyperswarm's public bootstrap. */
     bootstrap: HostPort[]
     proofTimeoutMs: number
@@ -191,15 +196,23 @@ function readHostPortList(r: ConfigReader, value: unknown, path: string): HostPo
   return list
 }
 
-function readMembers(r: ConfigReader, value: unknown): string[] {
-  const members: string[] = []
-  r.array(value, 'cluster.members', '["<64-hex agent key>"]').forEach((item, i) => {
-    const key = r.string(item, `cluster.members[${i}]`, '"<64-hex agent key from `node src status`>"', (s) =>
-      /^[0-9a-fA-F]{64}$/.test(s) ? null : 'must be a 32-byte agent public key as 64 hex characters'
+// A list of agent keys; `problem` may refuse a well-formed key, given the keys accepted before it.
+function readAgentKeys(r: ConfigReader, value: unknown, path: string, problem: (key: string, before: string[]) => string | null = () => null): string[] {
+  const keys: string[] = []
+  r.array(value, path, '["<64-hex agent key>"]').forEach((item, i) => {
+    const key = r.string(item, `${path}[${i}]`, '"<64-hex agent key from `node src status`>"', (s) =>
+      /^[0-9a-fA-F]{64}$/.test(s) ? problem(s.toLowerCase(), keys) : 'must be a 32-byte agent public key as 64 hex characters'
     )
-    if (key !== undefined) members.push(key.toLowerCase())
+    if (key !== undefined) keys.push(key.toLowerCase())
   })
-  return members
+  return keys
+}
+
+function readVoters(r: ConfigReader, value: unknown, members: string[]): string[] {
+  return readAgentKeys(r, value, 'cluster.voters', (key, before) =>
+    before.includes(key) ? `${key} is listed twice`
+    : members.length > 0 && !members.includes(key) ? `${key} is not in cluster.members`
+    : null)
 }
 
 function readApi(r: ConfigReader, raw: unknown): HighwireConfig['api'] | undefined {
@@ -232,9 +245,10 @@ export function validateConfig(raw: unknown): HighwireConfig {
   const root = r.section(raw, '', ['network', 'cluster', 'mux', 'lnd', 'storage', 'api', 'log'])
   const network = r.oneOf(root.network, 'network', NETWORKS)
 
-  const cluster = r.section(root.cluster, 'cluster', ['secret', 'members', 'bootstrap', 'proofTimeout'])
+  const cluster = r.section(root.cluster, 'cluster', ['secret', 'members', 'voters', 'bootstrap', 'proofTimeout'])
   const secret = readSecret(r, cluster.secret)
-  const members = readMembers(r, cluster.members)
+  const members = readAgentKeys(r, cluster.members, 'cluster.members')
+  const voters = readVoters(r, cluster.voters, members)
   const bootstrap = readHostPortList(r, cluster.bootstrap, 'cluster.bootstrap')
   const proofTimeoutMs = r.durationMs(cluster.proofTimeout, 'cluster.proofTimeout', '"5s"', 1)
 
@@ -273,7 +287,7 @@ export function validateConfig(raw: unknown): HighwireConfig {
   if (r.issues.length > 0) throw new ConfigError(r.issues)
   return {
     network: network!,
-    cluster: { secret: secret!, members, bootstrap, proofTimeoutMs: proofTimeoutMs! },
+    cluster: { secret: secret!, members, voters, bootstrap, proofTimeoutMs: proofTimeoutMs! },
     mux: {
       identityKey: identityKey!,
       routingPolicy: { feeBaseMsat: feeBaseMsat!, feeProportionalMillionths: feeRateppm!, cltvExpiryDelta: cltvDelta! },

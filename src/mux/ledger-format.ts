@@ -3,16 +3,17 @@
 // stay as read; an index by payment hash finds an entry, which is decoded only when asked for.
 //
 // ledger = uint nodes ‖ node33*nodes ‖ uint entries ‖ uint settleEntries ‖ uint records ‖ entry*entries
-// entry  = hash32 ‖ uint8 flags ‖ [settle] ‖ [final] ‖ [cancel]
-// settle = setId32 ‖ paymentAddr32 ‖ u64 amountMsat ‖ uint time ‖ uint n ‖
+// entry  = hash32 ‖ uint8 flags ‖ [settle] ‖ [final] ‖ [cancel] ‖ [partsFailed]
+// settle = uint term ‖ setId32 ‖ paymentAddr32 ‖ u64 amountMsat ‖ uint time ‖ uint n ‖
 //          (uint node ‖ u64 chanId ‖ u64 htlcId ‖ u64 amountMsat)*n        node = index into the node table
 // final  = [setId32, unless it is the settle record's] ‖ uint8 status (0 settled, 1 failed) ‖ uint time
-// cancel = uint time
+// cancel = uint term ‖ uint time
+// partsFailed = uint term ‖ uint time
 // Entries [0, settleEntries) hold a settle record and come in settlement order (settleOrder in
 // ledger.ts); the others follow in any order.
 import c from 'compact-encoding'
 import type { FinalStatus, SetHtlc } from './types.ts'
-import type { CancelRecord, FinalRecord, LedgerEntry, SettleRecord } from './ledger.ts'
+import type { CancelRecord, FinalRecord, LedgerEntry, PartsFailedRecord, SettleRecord } from './ledger.ts'
 
 export const FLAG_SETTLE = 1
 export const FLAG_FINAL = 2
@@ -21,6 +22,7 @@ export const FLAG_CANCEL = 4
 export const FLAG_REDEEMABLE = 8
 /** The final record names another set than the settle record (or there is none): its set id is stored. */
 export const FLAG_FINAL_OWN_SET = 16
+export const FLAG_PARTS_FAILED = 32
 
 const STATUSES: readonly FinalStatus[] = ['settled', 'failed']
 const NODE_BYTES = 33
@@ -40,6 +42,7 @@ export function entryFlags(entry: LedgerEntry): number {
   let flags = entry.redeemable ? FLAG_REDEEMABLE : 0
   if (entry.settle !== undefined) flags |= FLAG_SETTLE
   if (entry.cancel !== undefined) flags |= FLAG_CANCEL
+  if (entry.partsFailed !== undefined) flags |= FLAG_PARTS_FAILED
   if (entry.final !== undefined) {
     flags |= FLAG_FINAL
     if (entry.settle === undefined || Buffer.compare(entry.final.setId, entry.settle.setId) !== 0) flags |= FLAG_FINAL_OWN_SET
@@ -82,6 +85,7 @@ function preencodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, n
   const flags = entryFlags(e)
   if (e.settle !== undefined) {
     state.end += 32 + 32 + 8
+    c.uint.preencode(state, e.settle.term)
     c.uint.preencode(state, e.settle.time)
     c.uint.preencode(state, e.settle.htlcs.length)
     for (const h of e.settle.htlcs) {
@@ -93,7 +97,11 @@ function preencodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, n
     state.end += (flags & FLAG_FINAL_OWN_SET ? 32 : 0) + 1
     c.uint.preencode(state, e.final.time)
   }
-  if (e.cancel !== undefined) c.uint.preencode(state, e.cancel.time)
+  for (const r of [e.cancel, e.partsFailed]) {
+    if (r === undefined) continue
+    c.uint.preencode(state, r.term)
+    c.uint.preencode(state, r.time)
+  }
 }
 
 function encodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, number>): void {
@@ -102,6 +110,7 @@ function encodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, numb
   c.uint8.encode(state, flags)
   if (e.settle !== undefined) {
     const s = e.settle
+    c.uint.encode(state, s.term)
     c.fixed32.encode(state, s.setId)
     c.fixed32.encode(state, s.paymentAddr)
     c.biguint64.encode(state, s.amountMsat)
@@ -119,7 +128,11 @@ function encodeEntry(state: c.State, e: LedgerEntry, nodeIndex: Map<string, numb
     c.uint8.encode(state, STATUSES.indexOf(e.final.status))
     c.uint.encode(state, e.final.time)
   }
-  if (e.cancel !== undefined) c.uint.encode(state, e.cancel.time)
+  for (const r of [e.cancel, e.partsFailed]) {
+    if (r === undefined) continue
+    c.uint.encode(state, r.term)
+    c.uint.encode(state, r.time)
+  }
 }
 
 // ---- the packed ledger ----
@@ -220,7 +233,9 @@ export class LedgerBase {
     let settle: SettleRecord | undefined
     let final: FinalRecord | undefined
     let cancel: CancelRecord | undefined
+    let partsFailed: PartsFailedRecord | undefined
     if (flags & FLAG_SETTLE) {
+      const term = c.uint.decode(state)
       const setId = c.fixed32.decode(state)
       const paymentAddr = c.fixed32.decode(state)
       const amountMsat = c.biguint64.decode(state)
@@ -232,15 +247,16 @@ export class LedgerBase {
         const htlcId = c.biguint64.decode(state)
         htlcs.push({ circuit: { node, chanId, htlcId }, amountMsat: c.biguint64.decode(state) })
       }
-      settle = { type: 'settle_requested', hash, setId, paymentAddr, amountMsat, htlcs, time }
+      settle = { type: 'settle_requested', term, hash, setId, paymentAddr, amountMsat, htlcs, time }
     }
     if (flags & FLAG_FINAL) {
       const setId = flags & FLAG_FINAL_OWN_SET ? c.fixed32.decode(state) : settle!.setId
       const status = STATUSES[c.uint8.decode(state)]!
       final = { type: 'final', hash, setId, status, time: c.uint.decode(state) }
     }
-    if (flags & FLAG_CANCEL) cancel = { type: 'cancelled', hash, time: c.uint.decode(state) }
-    return { hash, settle, final, cancel, redeemable: (flags & FLAG_REDEEMABLE) !== 0 }
+    if (flags & FLAG_CANCEL) cancel = { type: 'cancelled', term: c.uint.decode(state), hash, time: c.uint.decode(state) }
+    if (flags & FLAG_PARTS_FAILED) partsFailed = { type: 'parts_failed', term: c.uint.decode(state), hash, time: c.uint.decode(state) }
+    return { hash, settle, final, cancel, partsFailed, redeemable: (flags & FLAG_REDEEMABLE) !== 0 }
   }
 }
 
@@ -251,6 +267,7 @@ export class LedgerBase {
 function skipEntry(state: c.State, flags: number, nodes: number, settleTime: (time: number) => void): number {
   let records = 0
   if (flags & FLAG_SETTLE) {
+    c.uint.decode(state)
     state.start += 32 + 32 + 8
     settleTime(c.uint.decode(state))
     for (let n = c.uint.decode(state); n > 0; n--) {
@@ -266,7 +283,9 @@ function skipEntry(state: c.State, flags: number, nodes: number, settleTime: (ti
     c.uint.decode(state)
     records++
   }
-  if (flags & FLAG_CANCEL) {
+  for (const flag of [FLAG_CANCEL, FLAG_PARTS_FAILED]) {
+    if (!(flags & flag)) continue
+    c.uint.decode(state)
     c.uint.decode(state)
     records++
   }

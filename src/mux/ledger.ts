@@ -1,12 +1,14 @@
 // The durable records of the virtual node one member holds (DESIGN.md invariants 1, 2 and 6: the
-// settle, cancel and final records), as a set: per payment hash at most one record of each type.
+// settle, cancel, final and parts_failed records), as a set: per payment hash at most one record of
+// each type.
 // Pure, like the rest of src/mux.
 //
 // Any order, same ledger. Records reach a member from its own core, from replicas of the others'
 // cores, from a leader's notices and from the answers a new leader gathers, in no order that means
 // anything. So the ledger is a fold that does not depend on it: of two different records of one
-// type for one hash (a split brain wrote both) the earlier one is kept (time, then encoding), and
-// settlements are numbered by (settle request time, payment hash). Every member and every restart
+// type for one hash (a split brain wrote both, or a later leader committed it again under its term)
+// the one src/cluster/supersede.ts `prevails` names is kept (the newer term, then the earlier time,
+// then the encoding), and settlements are numbered by (settle request time, payment hash). Every member and every restart
 // therefore holds the same ledger for the same records, and numbers settlements alike; and an
 // agent may start from a snapshot of its ledger plus the records written since (src/audit/
 // mux-store.ts) and serve exactly as if it had read every record.
@@ -20,9 +22,13 @@
 // added since, which shadow base entries of the same hash. fork() shares the base and copies the
 // live entries, so a new leader's mux gets a ledger of its own at the cost of the records written
 // since the snapshot.
+//
+// The ledger holds what was stored, not what stands: a settle record and a cancel or parts_failed
+// record of a newer term may both be in it. A new leader decides which stand (replace, with
+// resolveGathered) in its fork before it restores a mux from it.
 import { createHash, createHmac } from 'node:crypto'
 import { statelessPreimage } from '../ln/stateless.ts'
-import { encodeRecord } from './records.ts'
+import { prevails } from '../cluster/supersede.ts'
 import type { MuxRecord } from './types.ts'
 import {
   encodeEntries,
@@ -31,6 +37,7 @@ import {
   FLAG_CANCEL,
   FLAG_FINAL,
   FLAG_FINAL_OWN_SET,
+  FLAG_PARTS_FAILED,
   FLAG_REDEEMABLE,
   FLAG_SETTLE,
   LedgerBase
@@ -39,6 +46,7 @@ import {
 export type SettleRecord = Extract<MuxRecord, { type: 'settle_requested' }>
 export type FinalRecord = Extract<MuxRecord, { type: 'final' }>
 export type CancelRecord = Extract<MuxRecord, { type: 'cancelled' }>
+export type PartsFailedRecord = Extract<MuxRecord, { type: 'parts_failed' }>
 
 /** What one member holds for one payment hash. */
 export interface LedgerEntry {
@@ -46,11 +54,12 @@ export interface LedgerEntry {
   readonly settle?: SettleRecord
   readonly final?: FinalRecord
   readonly cancel?: CancelRecord
+  readonly partsFailed?: PartsFailedRecord
   /** The settle record can be redeemed with the ledger's identity key (true in a ledger without one). */
   readonly redeemable: boolean
 }
 
-const FIELD = { settle_requested: 'settle', final: 'final', cancelled: 'cancel' } as const
+const FIELD = { settle_requested: 'settle', final: 'final', cancelled: 'cancel', parts_failed: 'partsFailed' } as const
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 
@@ -65,17 +74,14 @@ export function keyFingerprint(identityKey: Uint8Array | null): Uint8Array {
   return identityKey === null ? new Uint8Array(0) : createHmac('sha256', identityKey).update('highwire/mux-ledger/v1').digest()
 }
 
-/** Of two records of one type for one hash, the one a ledger keeps: the earlier, then the smaller encoding. */
-function precedes(a: MuxRecord, b: MuxRecord): boolean {
-  return a.time < b.time || (a.time === b.time && encodeRecord(a) < encodeRecord(b))
-}
-
 interface Outcome {
   settled: boolean
   /** Settled, final status unknown. */
   pending: boolean
   /** Some record of the entry is refused (a conflict). */
   refuses: boolean
+  /** A settle record beside a cancel or parts_failed record: which stand is for resolveGathered. */
+  contested: boolean
 }
 
 /**
@@ -87,13 +93,14 @@ function outcomeOf(flags: number): Outcome {
   const settled = (flags & FLAG_SETTLE) !== 0 && (flags & FLAG_REDEEMABLE) !== 0
   const finalApplies = settled && (flags & FLAG_FINAL) !== 0 && (flags & FLAG_FINAL_OWN_SET) === 0
   const refuses = ((flags & FLAG_SETTLE) !== 0 && !settled) || ((flags & FLAG_FINAL) !== 0 && !finalApplies) || ((flags & FLAG_CANCEL) !== 0 && settled)
-  return { settled, pending: settled && !finalApplies, refuses }
+  const contested = (flags & FLAG_SETTLE) !== 0 && (flags & (FLAG_CANCEL | FLAG_PARTS_FAILED)) !== 0
+  return { settled, pending: settled && !finalApplies, refuses, contested }
 }
 
-const OUTCOMES: readonly Outcome[] = Array.from({ length: 32 }, (_, flags) => outcomeOf(flags))
+const OUTCOMES: readonly Outcome[] = Array.from({ length: 64 }, (_, flags) => outcomeOf(flags))
 
 function outcome(flags: number): Outcome {
-  return OUTCOMES[flags & 31]!
+  return OUTCOMES[flags & 63]!
 }
 
 export class MuxLedger {
@@ -102,6 +109,7 @@ export class MuxLedger {
   /** Live entries whose outcome is pending / refuses a record (base ones are listed by the base). */
   private livePending = new Set<string>()
   private liveRefusing = new Set<string>()
+  private liveContested = new Set<string>()
 
   constructor(
     readonly identityKey: Uint8Array | null,
@@ -139,23 +147,43 @@ export class MuxLedger {
     return this.entry(hex(hash))?.[FIELD[type]] as Extract<MuxRecord, { type: T }> | undefined
   }
 
-  /** Folds one record in; false if the ledger already held it or an earlier record of its type. */
+  /** Folds one record in; false if the ledger already held it or a copy that prevails over it. */
   add(record: MuxRecord): boolean {
     const hashHex = hex(record.hash)
     const old = this.entry(hashHex)
-    const field = FIELD[record.type]
-    const held = old?.[field]
-    if (held !== undefined && !precedes(record, held)) return false
-    const next = { ...(old ?? { hash: record.hash, redeemable: true }), [field]: record } as LedgerEntry
-    if (record.type === 'settle_requested') {
-      ;(next as { redeemable: boolean }).redeemable = this.identityKey === null || settlePreimage(this.identityKey, record) !== null
-    }
+    const held = old?.[FIELD[record.type]]
+    if (held !== undefined && !prevails(record, held)) return false
     if (held === undefined) this.records_++
-    this.live.set(hashHex, next)
-    const { pending, refuses } = outcome(entryFlags(next))
+    this.setLive(hashHex, this.withRecord(old ?? { hash: record.hash, redeemable: true }, record))
+    return true
+  }
+
+  /**
+   * From now on the ledger holds exactly `records` for `hash` (at least one; one per type): what
+   * stands of a contested hash once a new leader resolved it (resolveGathered).
+   */
+  replace(hash: Uint8Array, records: readonly MuxRecord[]): void {
+    const hashHex = hex(hash)
+    const old = this.entry(hashHex)
+    let next: LedgerEntry = { hash, redeemable: true }
+    for (const record of records) next = this.withRecord(next, record)
+    this.records_ += records.length - (old === undefined ? 0 : [...recordsOf(old)].length)
+    this.setLive(hashHex, next)
+  }
+
+  /** `entry` with `record` in its field; a settle record brings its verdict (redeemable). */
+  private withRecord(entry: LedgerEntry, record: MuxRecord): LedgerEntry {
+    const next = { ...entry, [FIELD[record.type]]: record }
+    if (record.type !== 'settle_requested') return next
+    return { ...next, redeemable: this.identityKey === null || settlePreimage(this.identityKey, record) !== null }
+  }
+
+  private setLive(hashHex: string, entry: LedgerEntry): void {
+    this.live.set(hashHex, entry)
+    const { pending, refuses, contested } = outcome(entryFlags(entry))
     setMembership(this.livePending, hashHex, pending)
     setMembership(this.liveRefusing, hashHex, refuses)
-    return true
+    setMembership(this.liveContested, hashHex, contested)
   }
 
   /** A ledger of its own with the same records (the base is shared: it never changes). */
@@ -165,6 +193,7 @@ export class MuxLedger {
     copy.records_ = this.records_
     copy.livePending = new Set(this.livePending)
     copy.liveRefusing = new Set(this.liveRefusing)
+    copy.liveContested = new Set(this.liveContested)
     return copy
   }
 
@@ -178,6 +207,11 @@ export class MuxLedger {
     return [...this.baseHashes((flags) => outcome(flags).refuses), ...this.liveRefusing]
   }
 
+  /** Hashes holding a settle record beside a cancel or parts_failed record (resolveGathered decides which stand). */
+  contested(): string[] {
+    return [...this.baseHashes((flags) => outcome(flags).contested), ...this.liveContested]
+  }
+
   /** Unshadowed base entries whose flags pass `test`. Scans the flags only: no entry is decoded. */
   private *baseHashes(test: (flags: number) => boolean): Generator<string> {
     for (let i = 0; i < this.base.size; i++) {
@@ -185,6 +219,12 @@ export class MuxLedger {
       const hash = this.base.hashHex(i)
       if (!this.live.has(hash)) yield hash
     }
+  }
+
+  /** The records held for one payment hash. */
+  recordsOf(hashHex: string): MuxRecord[] {
+    const entry = this.entry(hashHex)
+    return entry === undefined ? [] : [...recordsOf(entry)]
   }
 
   /** Every record (a member's answer to a new leader that gathers). */
@@ -309,6 +349,7 @@ function* recordsOf(entry: LedgerEntry): Generator<MuxRecord> {
   if (entry.settle !== undefined) yield entry.settle
   if (entry.final !== undefined) yield entry.final
   if (entry.cancel !== undefined) yield entry.cancel
+  if (entry.partsFailed !== undefined) yield entry.partsFailed
 }
 
 function setMembership(set: Set<string>, key: string, member: boolean): void {

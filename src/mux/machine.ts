@@ -50,6 +50,8 @@ export interface MuxOptions {
   height?: number
   /** How many past decisions are remembered to answer re-offered circuits alike. */
   decisionMemory?: number
+  /** The leadership term this machine decides in, stamped on its settle and cancel records. */
+  term?: number
 }
 
 export const MPP_TIMEOUT_MS = 60_000
@@ -133,6 +135,7 @@ export class MuxMachine {
   private readonly holdMarginBlocks: number
   private readonly autoSettle: boolean
   private readonly decisionMemory: number
+  private readonly term: number
   private height: number
   /** The durable records this machine was restored from; read, never written. */
   private ledger: MuxLedger
@@ -160,13 +163,15 @@ export class MuxMachine {
     this.autoSettle = opts.autoSettle ?? false
     this.decisionMemory = opts.decisionMemory ?? DECISION_MEMORY
     this.height = opts.height ?? 0
+    this.term = opts.term ?? 0
     this.ledger = new MuxLedger(opts.identityKey)
     this.restoredOrder = this.ledger.settlementOrder()
   }
 
   /**
    * Rebuilds a machine from its durable records (a ledger, or records to fold into one). Per
-   * payment hash its settle record applies first, then its final record, then its cancel. A record
+   * payment hash its settle record applies first, then its final record, then its cancel (its
+   * parts_failed record changes nothing). A record
    * that contradicts the others throws, unless `onConflict` takes it (a new leader merging several
    * members' records skips it and reports it).
    */
@@ -254,7 +259,7 @@ export class MuxMachine {
     }
     invoice.cancelled = true
     const outputs = invoice.open === undefined ? [] : this.failSet(invoice, 'invoice_cancelled')
-    outputs.push({ kind: 'persist', record: { type: 'cancelled', hash: invoice.hash, time: this.now() } })
+    outputs.push({ kind: 'persist', record: { type: 'cancelled', term: this.term, hash: invoice.hash, time: this.now() } })
     return outputs
   }
 
@@ -281,6 +286,7 @@ export class MuxMachine {
         return [{ kind: 'final', hash: record.hash, setId: record.setId, status: record.status }]
       }
       case 'cancelled':
+      case 'parts_failed':
         return []
     }
   }
@@ -469,6 +475,7 @@ export class MuxMachine {
   private requestSettle(invoice: Invoice, set: OpenSet): MuxOutput[] {
     const record: MuxRecord & { type: 'settle_requested' } = {
       type: 'settle_requested',
+      term: this.term,
       hash: invoice.hash,
       setId: set.accepted!.setId,
       paymentAddr: set.paymentAddr,
@@ -577,9 +584,11 @@ export class MuxMachine {
 
   /**
    * Applies a durable record to an invoice (restore, and a persisted settle request). Records are
-   * idempotent: a new leader may read the same record from several replicated cores.
+   * idempotent: a new leader may read the same record from several replicated cores. A parts_failed
+   * record never comes here: the machine needs nothing from it (its leader decided with it which
+   * records stand, src/cluster/supersede.ts).
    */
-  private apply(invoice: Invoice, record: MuxRecord): void {
+  private apply(invoice: Invoice, record: Exclude<MuxRecord, { type: 'parts_failed' }>): void {
     switch (record.type) {
       case 'settle_requested': {
         if (invoice.cancelled) throw new MuxError('bad_record', 'settle record for a cancelled invoice')

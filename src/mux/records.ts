@@ -17,13 +17,15 @@ export function encodeRecord(record: MuxRecord): string {
     case 'settle_requested':
       return JSON.stringify({
         ...common,
+        term: record.term,
         setId: hex(record.setId),
         paymentAddr: hex(record.paymentAddr),
         amountMsat: record.amountMsat.toString(),
         htlcs: record.htlcs.map((h) => ({ ...circuitJson(h.circuit), amountMsat: h.amountMsat.toString() }))
       })
     case 'cancelled':
-      return JSON.stringify(common)
+    case 'parts_failed':
+      return JSON.stringify({ ...common, term: record.term })
     case 'final':
       return JSON.stringify({ ...common, setId: hex(record.setId), status: record.status })
   }
@@ -43,6 +45,12 @@ function u64(json: Json, name: string): bigint {
   const v = json[name]
   if (typeof v !== 'string' || !/^(0|[1-9][0-9]{0,19})$/.test(v) || BigInt(v) >= 1n << 64n) throw bad(`${name} must be a u64 decimal string`)
   return BigInt(v)
+}
+
+function term(json: Json): number {
+  const v = json['term']
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad('term must be a non-negative integer')
+  return v
 }
 
 function setHtlc(v: unknown): SetHtlc {
@@ -68,6 +76,7 @@ export function decodeRecord(line: string): MuxRecord {
       if (!Array.isArray(htlcs) || htlcs.length === 0) throw bad('htlcs must be a non-empty array')
       return {
         type: 'settle_requested',
+        term: term(json),
         hash,
         setId: bytes(json, 'setId', 32),
         paymentAddr: bytes(json, 'paymentAddr', 32),
@@ -77,7 +86,9 @@ export function decodeRecord(line: string): MuxRecord {
       }
     }
     case 'cancelled':
-      return { type: 'cancelled', hash, time }
+      return { type: 'cancelled', term: term(json), hash, time }
+    case 'parts_failed':
+      return { type: 'parts_failed', term: term(json), hash, time }
     case 'final': {
       const status = json['status']
       if (status !== 'settled' && status !== 'failed') throw bad('status must be settled or failed')

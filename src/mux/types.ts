@@ -70,10 +70,16 @@ export type FinalStatus = 'settled' | 'failed'
 /**
  * Durable records. `settle_requested` is written (and flushed) before any preimage is emitted; the
  * preimage itself is not stored, a candidate re-derives it from the payment address.
+ *
+ * `term` is the leadership term of the machine that wrote the record (0 for a machine outside a
+ * cluster election). Where two members hold contradicting records for one hash, the newer term wins
+ * (src/cluster/supersede.ts): a leader of a later term gathered the records of a majority first, so
+ * an older record it contradicts never reached a majority and no preimage left for it.
  */
 export type MuxRecord =
   | {
       type: 'settle_requested'
+      term: number
       hash: Uint8Array
       setId: Uint8Array
       paymentAddr: Uint8Array
@@ -81,8 +87,15 @@ export type MuxRecord =
       htlcs: SetHtlc[]
       time: number
     }
-  | { type: 'cancelled'; hash: Uint8Array; time: number }
+  | { type: 'cancelled'; term: number; hash: Uint8Array; time: number }
   | { type: 'final'; hash: Uint8Array; setId: Uint8Array; status: FinalStatus; time: number }
+  /**
+   * A leader that knew no settle record for `hash` is about to fail HTLCs of a valid invoice for a
+   * reason of its own (a timer, a height, arrival order): committed before those failures leave, it
+   * supersedes any older settle record a dead leader may have left on a minority (DESIGN.md
+   * invariant 1). The machine itself needs nothing from it.
+   */
+  | { type: 'parts_failed'; term: number; hash: Uint8Array; time: number }
 
 export type MuxOutput =
   | { kind: 'decision'; circuit: Circuit; hash: Uint8Array; decision: Decision; reason?: FailReason }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import createTestnet, { type Testnet } from 'hyperdht/testnet.js'
 import { Agent } from '../agent/runtime.ts'
+import { loadOrCreateAgentKeyPair } from '../cluster/keys.ts'
 import { QUICK_TIMING } from '../cluster/member.ts'
 import { configWithDefaults } from '../config/defaults.ts'
 import { newClusterSecret, newIdentityKey } from '../config/secrets.ts'
@@ -34,6 +35,7 @@ export class SimOperators {
   private readonly dirs = new Map<OperatorName, string>()
   private readonly secret = Buffer.from(newClusterSecret(), 'hex')
   private readonly identityKey = newIdentityKey()
+  private votersOnce: Promise<string[]> | null = null
 
   private constructor(
     private readonly opts: SimOperatorsOptions,
@@ -55,12 +57,25 @@ export class SimOperators {
     return new SimOperators(opts, testnet, network, carol, { alice, bob }, servers)
   }
 
+  /**
+   * Every agent's storage and key, made before the first start: the voters (all three hold a node
+   * or witness) are configured, as operators forming a cluster would (cluster.voters).
+   */
+  private voters(): Promise<string[]> {
+    this.votersOnce ??= (async () => {
+      for (const name of Object.keys(NODE_OF) as OperatorName[]) this.dirs.set(name, await mkdtemp(join(tmpdir(), `highwire-operator-${name}-`)))
+      const keys = await Promise.all([...this.dirs.values()].map((dir) => loadOrCreateAgentKeyPair(dir)))
+      return keys.map((k) => Buffer.from(k.publicKey).toString('hex'))
+    })()
+    return this.votersOnce
+  }
+
   /** Starts (or restarts, with its storage) one agent. */
   async start(name: OperatorName): Promise<Agent> {
-    if (!this.dirs.has(name)) this.dirs.set(name, await mkdtemp(join(tmpdir(), `highwire-operator-${name}-`)))
+    const voters = await this.voters()
     const node = NODE_OF[name]
     const config = configWithDefaults({
-      cluster: { secret: this.secret, bootstrap: this.testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
+      cluster: { secret: this.secret, voters, bootstrap: this.testnet.bootstrap.map((b) => ({ host: b.host, port: b.port })) },
       mux: { identityKey: node === null ? null : this.identityKey, priority: this.opts.priority?.(name) ?? 0 },
       lnd: { nodes: node === null ? [] : [this.servers[node].connection] },
       storage: { path: this.dirs.get(name)! },

@@ -17,6 +17,8 @@ import { edgeHtlcId, type EdgeHtlc } from '../../src/edge/edge.ts'
 import type { Decision } from '../../src/lnd/circuits.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
+import { toAuditRecord } from '../../src/audit/mux-store.ts'
+import type { AuditRecord } from '../../src/audit/records.ts'
 
 export interface AgentSpec {
   id: string
@@ -94,6 +96,8 @@ export class SimAgent {
   /** Resolutions taken while the LND stream was down: the driver writes them on the next stream. */
   readonly deferred = new Map<string, Decision>()
   readonly storage: Storage = { term: 0, votedFor: null, voters: [], servedTerm: 0, records: [] }
+  /** The agent's audit core, as src/agent/runtime.ts writes it: its nodes at each start, its mux records. */
+  readonly audit: AuditRecord[] = []
 
   constructor(
     readonly spec: AgentSpec,
@@ -105,6 +109,7 @@ export class SimAgent {
 
   create(): ClusterMember {
     const { spec, cluster } = this
+    for (const node of spec.nodes) this.audit.push({ type: 'lnd_connect', time: cluster.now, node: Buffer.from(node, 'hex'), alias: node.slice(0, 8) })
     return new ClusterMember({
       self: spec.id,
       nodes: spec.nodes,
@@ -361,6 +366,7 @@ export class ClusterSim {
           this.later(DISK_MS, () => {
             if (!agent.alive || agent.member !== member) return
             agent.storage.records.push(action.record)
+            agent.audit.push(toAuditRecord(action.record))
             const key = `${action.record.type}:${Buffer.from(action.record.hash).toString('hex')}`
             const byAgent = this.storedAt.get(key) ?? new Map<string, number>()
             if (!byAgent.has(id)) byAgent.set(id, this.now)
@@ -376,6 +382,9 @@ export class ClusterSim {
           break
         case 'resolve':
           this.resolve(agent, action.htlc, action.decision)
+          break
+        case 'lookup-resolution':
+          this.lookup(agent, action.node, action.circuit)
           break
       }
       this.onAction(agent, action)
@@ -405,6 +414,16 @@ export class ClusterSim {
     const member = agent.member
     this.later(FINAL_MS, () => {
       if (agent.alive && agent.member === member && agent.lndUp) this.apply(agent, member.htlcFinal(htlc, decision.action === 'settle'))
+    })
+  }
+
+  /** The agent asks its LND how an HTLC was finally resolved (LookupHtlcResolution). */
+  private lookup(agent: SimAgent, node: string, circuit: { chanId: bigint; htlcId: bigint }): void {
+    const key = edgeHtlcId({ node, circuit })
+    const member = agent.member
+    this.later(FINAL_MS, () => {
+      const final = this.resolutions.find((r) => edgeHtlcId(r.htlc) === key && r.agent === agent.spec.id && this.now - r.at >= FINAL_MS)
+      if (final !== undefined && agent.alive && agent.member === member && agent.lndUp) this.apply(agent, member.htlcFinal({ node, circuit }, final.decision.action === 'settle'))
     })
   }
 

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto'
 import { majority } from '../../src/cluster/election.ts'
 import { edgeHtlcId } from '../../src/edge/edge.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
+import { StatementFold } from '../../src/audit/replay.ts'
 import type { ClusterSim, Resolution, Violation } from './cluster.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -117,7 +118,36 @@ export function checkInvariants(sim: ClusterSim, app: AppLog): Violation[] {
 
   checkFencing(sim, add)
   checkWriteAhead(sim, add)
+  checkStatement(sim, add)
   return out
+}
+
+/**
+ * Every msat a node settled for the virtual node is in the audit statement (the replay tool's
+ * `statement` over every agent's core), under that node and the operator that holds it, and
+ * nothing else is.
+ */
+function checkStatement(sim: ClusterSim, add: (invariant: string, detail: string) => void): void {
+  const fold = new StatementFold()
+  for (const agent of sim.agents.values()) for (const record of agent.audit) fold.add(agent.spec.id, record)
+  const sheet = fold.result()
+  const received = new Map<string, bigint>()
+  for (const r of sim.resolutions) {
+    if (r.by === 'agent' && r.decision.action === 'settle') received.set(r.htlc.node, (received.get(r.htlc.node) ?? 0n) + r.htlc.outgoingAmountMsat)
+  }
+  const stated = new Map<string, bigint>()
+  for (const [operator, nodes] of sheet.operators) {
+    for (const [node, line] of nodes) {
+      stated.set(node, (stated.get(node) ?? 0n) + line.msat)
+      const holder = [...sim.agents.values()].find((a) => a.spec.nodes.includes(node))?.spec.id
+      if (operator !== holder) add('accounting', `statement puts node ${short(node)} under operator ${short(operator)}, held by ${short(holder ?? '?')}`)
+    }
+  }
+  for (const node of new Set([...received.keys(), ...stated.keys()])) {
+    const got = received.get(node) ?? 0n
+    const says = stated.get(node) ?? 0n
+    if (got !== says) add('accounting', `node ${short(node)} settled ${got} msat for the virtual node, the audit statement says ${says}`)
+  }
 }
 
 /** 5: one leader per term, and edges take decisions only from the leader and term they forwarded to. */

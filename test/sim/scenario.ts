@@ -12,6 +12,7 @@ import { checkInvariants, type AppLog } from './invariants.ts'
 import { NotLeaderError, type MemberAction } from '../../src/cluster/member.ts'
 import { MuxError } from '../../src/mux/types.ts'
 import { edgeHtlcId, type EdgeHtlc } from '../../src/edge/edge.ts'
+import type { AuditRecord } from '../../src/audit/records.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -58,6 +59,10 @@ export interface ScenarioReport {
   faults: Map<string, number>
   replays: number
   simulatedMs: number
+  /** msat the nodes settled for the virtual node, as their LNDs resolved it. */
+  settledMsat: bigint
+  /** Each agent's audit core (test/sim/cluster.ts SimAgent.audit), by agent id. */
+  audits: Map<string, AuditRecord[]>
 }
 
 interface Task {
@@ -456,7 +461,20 @@ class Scenario {
       // decision dropped at the very end is asked for again within it.
       for (const stop = sim.now + 6_000; sim.now < stop; ) this.slice(false)
       this.deadlines()
-      for (let i = 0; i < 30; i++) this.slice(false)
+      // Payers may retry as their first parts fail at those deadlines: the new parts are settled or
+      // reach their own deadlines too, rather than the run ending in the middle of a settlement.
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 30; i++) this.slice(false)
+        if (!this.payments.some((p) => this.busy(p))) break
+        for (const stop = sim.now + 20_000; sim.now < stop && this.payments.some((p) => this.busy(p)); ) this.slice(false)
+        this.deadlines()
+      }
+      // Settled sets whose final resolutions the leader has not heard yet: it asks their holders
+      // every few seconds (the audit statement counts an invoice once its final record is written).
+      const unfinished = (): boolean => (sim.serving()?.member.virtualNode?.pendingResolutions().length ?? 0) > 0
+      for (const stop = sim.now + 15_000; sim.now < stop && unfinished(); ) this.slice(false)
+      // ... and the final records the last answers produce reach the stores.
+      for (let i = 0; i < 3; i++) this.slice(false)
     } catch (err) {
       sim.violation('8-no-crash', `${(err as Error).stack ?? String(err)}`)
     }
@@ -474,7 +492,9 @@ class Scenario {
       violations,
       faults: sim.faults,
       replays: sim.replays,
-      simulatedMs: sim.now - started
+      simulatedMs: sim.now - started,
+      settledMsat: sim.resolutions.reduce((sum, r) => (r.by === 'agent' && r.decision.action === 'settle' ? sum + r.htlc.outgoingAmountMsat : sum), 0n),
+      audits: new Map([...sim.agents.values()].map((a) => [a.spec.id, a.audit]))
     }
   }
 

@@ -16,7 +16,7 @@ async function writeInvoices(log: AuditLog, from: number, to: number): Promise<v
   for (let i = from; i < to; i++) {
     const r = settle(i, 1000 + i) as Settle
     if (i % 5 === 4) {
-      await log.append({ type: 'settle_cancelled', time: 1000 + i, hash: r.hash }, { durable: false })
+      await log.append({ type: 'settle_cancelled', time: 1000 + i, term: 1, hash: r.hash }, { durable: false })
       continue
     }
     await log.append(r, { durable: false })
@@ -109,8 +109,8 @@ test('snapshots round-trip conflicts, cancels and several writers, covering repl
   const one = settle(1, 10) as Settle
   await a.append(one)
   await b.append({ ...one, setId: bytes(32, 0xee), time: 11 }) // a second set for the same invoice
-  await b.append({ type: 'settle_cancelled', time: 12, hash: one.hash }) // cancel after settle
-  await b.append({ type: 'settle_cancelled', time: 13, hash: bytes(32, 3) })
+  await b.append({ type: 'settle_cancelled', time: 12, term: 1, hash: one.hash }) // cancel after settle
+  await b.append({ type: 'settle_cancelled', time: 13, term: 1, hash: bytes(32, 3) })
   const s1 = a.replicate(true)
   const s2 = b.replicate(false)
   s1.pipe(s2).pipe(s1)

@@ -80,7 +80,7 @@ async function scenario(t: TestContext): Promise<Scenario> {
   await b.append({ type: 'lnd_connect', time: BASE, node: bytes(33, NODES.n3), alias: 'n3' }, { durable: false })
   const hello = encodeEnvelope(peer, 1, BASE + 1, { type: 'ping', nonce: 7 })
   await a.append({ type: 'hello', time: BASE + 1, peer: peer.publicKey, envelope: hello })
-  await a.append({ type: 'settle_cancelled', time: BASE + 2, hash: bytes(32, 0x99) })
+  await a.append({ type: 'settle_cancelled', time: BASE + 2, term: 1, hash: bytes(32, 0x99) })
 
   const parts: HtlcRef[][] = [
     [htlc(NODES.n1, 5n, 1n, 1000n), htlc(NODES.n3, 6n, 1n, 2000n)],
@@ -150,7 +150,7 @@ test('state and timeline read the store named by the config, with filters, reada
 
   const readable = lines((await inProcess('timeline', '--storage', s.dir, '--hash', s.hashes[0]!, '--type', 'settle_requested')).stdout)
   assert.equal(readable.length, 1)
-  assert.match(readable[0]!, new RegExp(`^2024-05-01T00:00:00\\.005Z  ${s.b.slice(0, 8)}  settle_requested  hash=${s.hashes[0]} .*amountMsat=3000 htlcs=\\[11111111:5:1=1000msat,13131313:6:1=2000msat\\]$`))
+  assert.match(readable[0]!, new RegExp(`^2024-05-01T00:00:00\\.005Z  ${s.b.slice(0, 8)}  settle_requested  hash=${s.hashes[0]} .*amountMsat=3000 htlcs=\\[11111111:5:1=1000msat,13131313:6:1=2000msat\\] term=1$`))
 })
 
 test('statement: per operator, node and invoice for a period, matching what each node received', async (t) => {

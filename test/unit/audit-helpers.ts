@@ -48,7 +48,7 @@ export function settle(i: number, time: number, htlcs: HtlcRef[] = [htlc(2, 1n, 
   const setId = Buffer.alloc(32, 0x5e)
   setId.writeUInt32BE(i, 0)
   const amountMsat = htlcs.reduce((s, h) => s + h.amountMsat, 0n)
-  return { type: 'settle_requested', time, hash, setId, paymentAddr: bytes(32, 0xad), amountMsat, htlcs }
+  return { type: 'settle_requested', time, term: 1, hash, setId, paymentAddr: bytes(32, 0xad), amountMsat, htlcs }
 }
 
 /** Every mux record of the log's cores, own core first, in append order: what a full fold reads. */

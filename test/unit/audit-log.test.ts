@@ -67,10 +67,10 @@ test('a record that fails to encode rejects its own append only', async (t) => {
 test('a restart rebuilds the same state from the own core, through the mux store too', async (t) => {
   const dir = await tempDir(t)
   const muxRecords: MuxRecord[] = [
-    { type: 'settle_requested', hash: bytes(32, 1), setId: bytes(32, 2), paymentAddr: bytes(32, 3), amountMsat: 7n, htlcs: [], time: 1 },
+    { type: 'settle_requested', term: 1, hash: bytes(32, 1), setId: bytes(32, 2), paymentAddr: bytes(32, 3), amountMsat: 7n, htlcs: [], time: 1 },
     { type: 'final', hash: bytes(32, 1), setId: bytes(32, 2), status: 'settled', time: 2 },
-    { type: 'cancelled', hash: bytes(32, 4), time: 3 },
-    { type: 'settle_requested', hash: bytes(32, 5), setId: bytes(32, 6), paymentAddr: bytes(32, 3), amountMsat: 9n, htlcs: [], time: 4 }
+    { type: 'cancelled', term: 1, hash: bytes(32, 4), time: 3 },
+    { type: 'settle_requested', term: 1, hash: bytes(32, 5), setId: bytes(32, 6), paymentAddr: bytes(32, 3), amountMsat: 9n, htlcs: [], time: 4 }
   ]
   const first = await AuditLog.open({ path: dir })
   for (const r of muxRecords) await first.append(toAuditRecord(r))

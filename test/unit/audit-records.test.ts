@@ -38,6 +38,16 @@ test('every record type round-trips through a block, in order', () => {
   assert.equal(new Set(Object.values(SCHEMA).map((s) => s.tag)).size, types.length, 'tags are unique')
 })
 
+test('a record written before a field existed decodes with that field at zero (settle term, format 1)', () => {
+  const settle = { ...sampleRecord('settle_requested', 4), term: 5 } as AuditRecord
+  const current = encodeRecord(settle)
+  assert.equal(current[0], FORMAT_VERSION)
+  // Format 1: the same bytes without the trailing term (one byte for a small uint).
+  const v1 = Buffer.concat([Buffer.from([1]), current.subarray(1, current.length - 1)])
+  assert.deepEqual(decodeBlock(encodeBlock([v1])), [{ ...settle, term: 0 }])
+  assert.throws(() => decodeBlock(encodeBlock([Buffer.concat([Buffer.from([0]), current.subarray(1)])])), { code: 'unsupported_version' })
+})
+
 test('invalid fields are refused with a typed error when encoding', () => {
   const good = sampleRecord('settle_requested', 1) as AuditRecord & { type: 'settle_requested' }
   const cases: Array<[string, unknown]> = [
@@ -104,8 +114,9 @@ test('mux records map to audit records and back unchanged', () => {
   const hash = bytes(32, 9)
   const setId = bytes(32, 10)
   const muxRecords: MuxRecord[] = [
-    { type: 'settle_requested', hash, setId, paymentAddr: bytes(32, 11), amountMsat: 5000n, htlcs: [htlc(3, 1n, 2n, 5000n)], time: 10 },
-    { type: 'cancelled', hash, time: 11 },
+    { type: 'settle_requested', term: 2, hash, setId, paymentAddr: bytes(32, 11), amountMsat: 5000n, htlcs: [htlc(3, 1n, 2n, 5000n)], time: 10 },
+    { type: 'cancelled', term: 3, hash, time: 11 },
+    { type: 'parts_failed', term: 3, hash, time: 11 },
     { type: 'final', hash, setId, status: 'settled', time: 12 },
     { type: 'final', hash, setId, status: 'failed', time: 13 }
   ]

@@ -64,6 +64,7 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { ty
     },
     'htlc-decision': { type: 'htlc-decision', term: 4, circuit, resolution: { kind: 'settle', preimage: randomBytes(32) } },
     'htlc-resolved': { type: 'htlc-resolved', term: 4, circuit, settled: false },
+    'resolution-query': { type: 'resolution-query', term: 4, circuits: [circuit, { ...circuit, htlcId: 0n }] },
     'records-request': { type: 'records-request', term: 5, requestId: 9, after: 0 },
     'records-reply': { type: 'records-reply', term: 5, requestId: 9, records: [randomBytes(100), new Uint8Array(0)], done: true },
     'api-forward': { type: 'api-forward', requestId: 1, method: 'AddInvoice', payload: randomBytes(20) },

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto'
 import { ClusterSim, type SimAgent } from '../sim/cluster.ts'
 import { HEIGHT, IDENTITY_KEY, NODES, invoice, part, type Part } from './mux-fixture.ts'
 import type { EdgeHtlc } from '../../src/edge/edge.ts'
-import type { MemberAction } from '../../src/cluster/member.ts'
+import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/cluster/member.ts'
+import { MuxLedger } from '../../src/mux/ledger.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const A = 'aa'.repeat(32)
@@ -230,3 +231,71 @@ function offerFrom(p: Part) {
     currentHeight: h.currentHeight
   }
 }
+
+test("a dead leader's settle record that no majority held loses to a later leader's parts_failed record (invariant 1)", () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const sim = cluster(seed)
+    const accepted = watchAccepted(sim)
+    const first = sim.serving()!
+    const other = sim.agent(first.spec.id === A ? B : A)
+    const { inv, parts } = payAcrossBoth(sim, 40_000n, 6n)
+    const hash = hex(inv.paymentHash)
+    sim.runUntil(() => accepted.length > 0, 5000)
+    // The leader stores its settle record, but none of its notices arrive: it dies holding the only copy.
+    sim.dropIf = (from, _to, m) => from === first.spec.id && m.type === 'record-notice'
+    settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+    sim.run(100)
+    assert.ok(first.storage.records.some((r) => r.type === 'settle_requested' && hex(r.hash) === hash))
+    sim.kill(first.spec.id)
+    sim.dropIf = () => false
+    sim.runUntil(() => sim.serving() === other, 10_000)
+    assert.equal(sim.serving(), other, `seed ${seed}: the other candidate does not lead`)
+    // The new leader sees only its own node's part: it fails it at its hold limit, after committing
+    // a parts_failed record for the hash (the other part's agent is down, its LND holds it).
+    const own = parts.find((p) => hex(p.htlc.circuit.node) === (other.spec.id === A ? ALICE : BOB))!
+    sim.mine(own.htlc.autoFailHeight - 3)
+    sim.runUntil(() => sim.resolutions.length === 1, 5000)
+    assert.equal(sim.resolutions[0]!.decision.action, 'fail', `seed ${seed}`)
+    const fenced = sim.log.find((l) => l.action.type === 'committed' && l.action.record.type === 'parts_failed' && hex(l.action.record.hash) === hash)
+    assert.ok(fenced && fenced.at <= sim.resolutions[0]!.at, `seed ${seed}: failed before a parts_failed record was committed`)
+    // The first agent comes back (its LND, still holding its part, reconnects later), follows, and
+    // leads again once the other dies: it gathers its old settle record and the newer parts_failed
+    // record, drops the settle record, and fails its own part rather than settle it.
+    sim.lndDown(first.spec.id)
+    sim.restart(first.spec.id)
+    sim.runUntil(() => first.member.leader === other.spec.id, 5000)
+    sim.kill(other.spec.id)
+    sim.runUntil(() => sim.serving() === first, 10_000)
+    assert.equal(sim.serving(), first, `seed ${seed}: the first agent does not lead again`)
+    sim.lndUp(first.spec.id)
+    sim.runUntil(() => sim.resolutions.length === 2, 3000)
+    const superseded = sim.log.find((l) => l.agent === first.spec.id && l.action.type === 'reject' && l.action.reason === 'superseded_record')
+    assert.ok(superseded, `seed ${seed}: the stale settle record was not dropped`)
+    assert.equal(settledWith(sim, inv.preimage), 0, `seed ${seed}: part of a set settled after another part failed`)
+    assert.deepEqual(sim.resolutions.map((r) => r.decision.action), ['fail', 'fail'], `seed ${seed}`)
+  }
+})
+
+test('with cluster.voters fixed, an agent that has met nobody never leads alone; with learnt voters it does', () => {
+  const member = (voters: string[], self = A, nodes = [ALICE]) => new ClusterMember({
+    self,
+    nodes,
+    mux: { identityKey: IDENTITY_KEY },
+    witness: false,
+    voters,
+    priority: 0,
+    timing: DEFAULT_TIMING,
+    persisted: { term: 0, votedFor: null, voters: [], records: new MuxLedger(IDENTITY_KEY) },
+    now: 0,
+    random: () => 0.5,
+    deadlineMarginBlocks: 2
+  })
+  const ledAlone = (m: ClusterMember): boolean => {
+    for (let now = 0; now <= 20_000; now += 100) if (m.tick(now).some((a) => a.type === 'leader' && a.leader === A)) return true
+    return false
+  }
+  assert.equal(ledAlone(member([A, B, W])), false, 'one of three configured voters is no majority')
+  assert.equal(ledAlone(member([])), true, 'learnt voters: alone, it counts only itself')
+  assert.throws(() => member([B, W]), /cluster.voters does not list this agent/)
+  assert.throws(() => member([A, B], A, []), /cluster.voters lists this agent .* cannot vote/)
+})

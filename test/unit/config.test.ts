@@ -77,6 +77,21 @@ test('the cluster secret: placeholder, short, weak and malformed values are refu
   assert.ok('value' in parseClusterSecret(base64))
 })
 
+test('cluster.voters: agent keys, each once, each in cluster.members when that is set', () => {
+  const [a, b, c] = ['aa', 'bb', 'cc'].map((x) => x.repeat(32)) as [string, string, string]
+  assert.deepEqual(validateConfig(tree((t) => (t.cluster.voters = [a, b.toUpperCase()]))).cluster.voters, [a, b])
+  assert.deepEqual(validateConfig(tree()).cluster.voters, [], 'empty by default: learnt from hellos')
+  const issues = issuesOf(tree((t) => {
+    t.cluster.members = [a, b]
+    t.cluster.voters = [a, 'nope', a, c]
+  }))
+  assert.deepEqual(issues.map((i) => [i.path, i.problem]), [
+    ['cluster.voters[1]', 'must be a 32-byte agent public key as 64 hex characters'],
+    ['cluster.voters[2]', `${a} is listed twice`],
+    ['cluster.voters[3]', `${c} is not in cluster.members`]
+  ])
+})
+
 test('the identity key makes a candidate; a bad one is refused without being echoed', () => {
   const key = 'aa'.repeat(31) + '01'
   const config = validateConfig(tree((t) => (t.mux.identityKey = key)))

@@ -14,7 +14,7 @@ const NODES = [Buffer.alloc(33, 2), Buffer.alloc(33, 3), Buffer.alloc(33, 4)]
 
 type Settle = Extract<MuxRecord, { type: 'settle_requested' }>
 
-export function settleRecord(random: Rng, key: Uint8Array, time: number): Settle {
+export function settleRecord(random: Rng, key: Uint8Array, time: number, term = random.int(0, 4)): Settle {
   const paymentAddr = Buffer.from(Array.from({ length: 32 }, () => random.int(0, 256)))
   const hash = createHash('sha256').update(statelessPreimage(key, paymentAddr)).digest()
   const htlcs = Array.from({ length: 1 + random.int(0, 3) }, () => ({
@@ -22,14 +22,15 @@ export function settleRecord(random: Rng, key: Uint8Array, time: number): Settle
     amountMsat: BigInt(1 + random.int(0, 100_000))
   }))
   const setId = createHash('sha256').update(paymentAddr).update(String(time)).digest()
-  return { type: 'settle_requested', hash, setId, paymentAddr, amountMsat: htlcs.reduce((s, h) => s + h.amountMsat, 0n), htlcs, time }
+  return { type: 'settle_requested', term, hash, setId, paymentAddr, amountMsat: htlcs.reduce((s, h) => s + h.amountMsat, 0n), htlcs, time }
 }
 
 /**
  * Records of `invoices` payment hashes as a cluster's cores may hold them: most settled and final,
  * some awaiting their final status, some cancelled; and the contradictions of a split brain (a
  * second set, a second final status, a cancel of a settled invoice, a settle another key wrote),
- * each record possibly in several copies.
+ * records of several terms (a parts_failed record older or newer than the settle, a settle or cancel
+ * committed again by a later leader), each record possibly in several copies.
  */
 export function history(seed: number, invoices: number, key: Uint8Array = IDENTITY_KEY): MuxRecord[] {
   const random = rng(seed)
@@ -39,12 +40,16 @@ export function history(seed: number, invoices: number, key: Uint8Array = IDENTI
     const roll = random.int(0, 100)
     const settle = settleRecord(random, roll < 3 ? OTHER_KEY : key, time)
     const final = (status: 'settled' | 'failed', setId = settle.setId): MuxRecord => ({ type: 'final', hash: settle.hash, setId, status, time: time + 1 + random.int(0, 5) })
-    const cancel: MuxRecord = { type: 'cancelled', hash: settle.hash, time: time + random.int(0, 5) }
+    const cancel: MuxRecord = { type: 'cancelled', term: random.int(0, 4), hash: settle.hash, time: time + random.int(0, 5) }
+    const partsFailed: MuxRecord = { type: 'parts_failed', term: random.int(0, 6), hash: settle.hash, time: time + random.int(0, 5) }
     if (roll < 10) records.push(cancel)
-    else if (roll < 12) records.push(cancel, settle)
+    else if (roll < 12) records.push(cancel, settle, { ...cancel, term: cancel.term + 1 })
     else if (roll < 14) records.push(settle, { ...settle, setId: Buffer.alloc(32, i % 256), time: settle.time + random.int(0, 2) })
     else if (roll < 16) records.push(settle, final('settled'), final('failed'))
     else if (roll < 18) records.push(final('settled', Buffer.alloc(32, 9)))
+    else if (roll < 21) records.push(settle, partsFailed)
+    else if (roll < 24) records.push(settle, { ...settle, term: settle.term + 1 + random.int(0, 2) }, final('settled'))
+    else if (roll < 26) records.push(partsFailed)
     else if (roll < 30) records.push(settle)
     else records.push(settle, final(random.int(0, 10) === 0 ? 'failed' : 'settled'))
     if (random.int(0, 10) === 0) records.push(records[records.length - 1]!) // a copy from another core
@@ -89,13 +94,13 @@ export function realInvoices(): { records: MuxRecord[]; payments: InterceptedHtl
   for (let i = 0; i < 6; i++) {
     const inv = invoice(50_000n)
     const paid = part(inv, { htlcId: 9000n + BigInt(i), amountMsat: 50_000n }).htlc
-    const settle: MuxRecord = {
-      type: 'settle_requested', hash: inv.paymentHash, setId: createHash('sha256').update(inv.paymentAddr).digest(),
+    const settle: Settle = {
+      type: 'settle_requested', term: 1, hash: inv.paymentHash, setId: createHash('sha256').update(inv.paymentAddr).digest(),
       paymentAddr: inv.paymentAddr, amountMsat: 50_000n, htlcs: [{ circuit: paid.circuit, amountMsat: 50_000n }], time: 1_200 + i
     }
     if (i % 3 === 0) records.push(settle, { type: 'final', hash: inv.paymentHash, setId: settle.setId, status: 'settled', time: 1_300 })
     else if (i % 3 === 1) records.push(settle)
-    else records.push({ type: 'cancelled', hash: inv.paymentHash, time: 1_250 })
+    else records.push({ type: 'cancelled', term: 1, hash: inv.paymentHash, time: 1_250 })
     payments.push(paid, part(inv, { htlcId: 9100n + BigInt(i), amountMsat: 50_000n }).htlc)
   }
   return { records, payments }

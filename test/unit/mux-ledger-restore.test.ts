@@ -33,15 +33,18 @@ test('a mux restored from a packed snapshot plus the later records decides exact
   }
 })
 
-test('restore applies, per payment hash, the earliest record of each type: settle, then final, then cancel; settlements numbered by request time', () => {
+test('restore applies, per payment hash, the newest record of each type (newest term, then earliest): settle, then final, then cancel; parts_failed changes nothing; settlements numbered by request time', () => {
   const records = shuffled(history(9, 200), rng(10))
   const { mux, conflicts } = restored(records)
-  // The model: per hash and type the earliest record (then the smaller encoding) counts.
+  // The model: per hash and type the record of the newest term (a final has none), then the
+  // earliest, then the smaller encoding counts.
+  const termOf = (r: MuxRecord): number => (r.type === 'final' ? -1 : r.term)
   const earliest = new Map<string, MuxRecord>()
   for (const r of records) {
     const key = `${r.type}:${hex(r.hash)}`
     const held = earliest.get(key)
-    if (held === undefined || r.time < held.time || (r.time === held.time && encodeRecord(r) < encodeRecord(held))) earliest.set(key, r)
+    const newer = held === undefined || termOf(r) > termOf(held) || (termOf(r) === termOf(held) && (r.time < held.time || (r.time === held.time && encodeRecord(r) < encodeRecord(held))))
+    if (newer) earliest.set(key, r)
   }
   const of = <T extends MuxRecord['type']>(type: T, h: string) => earliest.get(`${type}:${h}`) as Extract<MuxRecord, { type: T }> | undefined
   const expectedConflicts: MuxRecord[] = []

@@ -185,7 +185,7 @@ test('cancel fails held parts, is recorded, and a cancelled invoice can never be
   assert.equal(failed.reason, 'invoice_cancelled')
   assert.equal(atOrigin(a, failed.decision).message.code, FailureCode.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS)
   const { record } = only(out, 'persist')
-  assert.deepEqual(record, { type: 'cancelled', hash: inv.paymentHash, time: T0 })
+  assert.deepEqual(record, { type: 'cancelled', term: 0, hash: inv.paymentHash, time: T0 })
   assert.deepEqual(mux.recordPersisted(record), [])
   assert.deepEqual(mux.cancel(inv.paymentHash), [])
   assert.equal(mux.status(inv.paymentHash), 'cancelled')

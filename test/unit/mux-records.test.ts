@@ -8,6 +8,7 @@ const bytes = (n: number, fill: number): Buffer => Buffer.alloc(n, fill)
 const RECORDS: MuxRecord[] = [
   {
     type: 'settle_requested',
+    term: 7,
     hash: bytes(32, 1),
     setId: bytes(32, 2),
     paymentAddr: bytes(32, 3),
@@ -18,7 +19,8 @@ const RECORDS: MuxRecord[] = [
     ],
     time: 1_700_000_000_000
   },
-  { type: 'cancelled', hash: bytes(32, 6), time: 0 },
+  { type: 'cancelled', term: 0, hash: bytes(32, 6), time: 0 },
+  { type: 'parts_failed', term: 9, hash: bytes(32, 7), time: 3 },
   { type: 'final', hash: bytes(32, 1), setId: bytes(32, 2), status: 'failed', time: 5 }
 ]
 

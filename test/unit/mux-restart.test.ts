@@ -117,7 +117,7 @@ test('restore: duplicate records (several replicated cores) are idempotent; of t
   assert.equal(MuxMachine.restore(opts, [record, failed, settled]).status(inv.paymentHash), 'settled')
 
   const bad = (records: MuxRecord[]) => assert.throws(() => MuxMachine.restore(opts, records), (e: unknown) => e instanceof MuxError && e.code === 'bad_record')
-  const cancel: MuxRecord = { type: 'cancelled', hash: inv.paymentHash, time: 1 }
+  const cancel: MuxRecord = { type: 'cancelled', term: 0, hash: inv.paymentHash, time: 1 }
   bad([record, cancel])
   bad([cancel, record])
   bad([settled])
