@@ -8,6 +8,10 @@ import { HEIGHT, IDENTITY_KEY, NODES, invoice, part, type Part } from './mux-fix
 import type { EdgeHtlc } from '../../src/edge/edge.ts'
 import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/cluster/member.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
+import { LedgerBase } from '../../src/mux/ledger-format.ts'
+import type { MuxRecord } from '../../src/mux/types.ts'
+import { settleRecord } from './ledger-fixture.ts'
+import { rng } from './fuzz-kit.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const A = 'aa'.repeat(32)
@@ -298,4 +302,32 @@ test('with cluster.voters fixed, an agent that has met nobody never leads alone;
   assert.equal(ledAlone(member([])), true, 'learnt voters: alone, it counts only itself')
   assert.throws(() => member([B, W]), /cluster.voters does not list this agent/)
   assert.throws(() => member([A, B], A, []), /cluster.voters lists this agent .* cannot vote/)
+})
+
+test('a lone voter restarting with a settle record and a parts_failed record of one hash applies the newer term (its own records only, packed or live)', () => {
+  const settle = settleRecord(rng(11), IDENTITY_KEY, 1_000, 1)
+  const partsFailed = (term: number): MuxRecord => ({ type: 'parts_failed', term, hash: settle.hash, time: 1_010 })
+  const restart = (records: MuxRecord[], packed: boolean) => {
+    const ledger = MuxLedger.of(records, IDENTITY_KEY)
+    const persisted = packed ? new MuxLedger(IDENTITY_KEY, LedgerBase.decode(Buffer.concat([...ledger.encode(16)]))) : ledger
+    const member = new ClusterMember({
+      self: A, nodes: [ALICE], mux: { identityKey: IDENTITY_KEY }, witness: false, priority: 0, timing: DEFAULT_TIMING,
+      persisted: { term: 2, votedFor: null, voters: [], records: persisted }, now: 0, random: () => 0.5, deadlineMarginBlocks: 2
+    })
+    const actions: MemberAction[] = []
+    for (let now = 0; now <= 20_000 && member.virtualNode === null; now += 100) actions.push(...member.tick(now))
+    const superseded = actions.flatMap((a) => (a.type === 'reject' && a.reason === 'superseded_record' ? [a.detail] : []))
+    return { mux: member.virtualNode!, superseded }
+  }
+  for (const packed of [false, true]) {
+    // A newer parts_failed record: the settle record never reached a majority; it is not settled.
+    const newer = restart([settle, partsFailed(2)], packed)
+    assert.deepEqual(newer.superseded, [`settle_requested:${hex(settle.hash)} of term 1`])
+    assert.notEqual(newer.mux.status(settle.hash), 'settle_requested')
+    assert.deepEqual(newer.mux.settlements(1n, 10), [])
+    // One of the settle's own term: the settle stands, the parts_failed record is dropped.
+    const older = restart([partsFailed(1), settle], packed)
+    assert.deepEqual(older.superseded, [`parts_failed:${hex(settle.hash)} of term 1`])
+    assert.equal(older.mux.status(settle.hash), 'settle_requested')
+  }
 })

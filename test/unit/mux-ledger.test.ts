@@ -21,11 +21,12 @@ function view(ledger: MuxLedger): unknown {
     records: [...ledger.records()].map(encodeRecord).sort(),
     entries: [...hashes].sort().map((h) => {
       const e = ledger.entry(h)!
-      return [h, e.redeemable, e.settle && encodeRecord(e.settle), e.final && encodeRecord(e.final), e.cancel && encodeRecord(e.cancel), order.rankOf(h)]
+      return [h, e.redeemable, ...[e.settle, e.final, e.cancel, e.partsFailed].map((r) => r && encodeRecord(r)), order.rankOf(h)]
     }),
     order: Array.from({ length: order.count }, (_, rank) => order.hashAt(rank)),
     pending: ledger.pending().sort(),
-    refusing: ledger.refusing().sort()
+    refusing: ledger.refusing().sort(),
+    contested: ledger.contested().sort()
   }
 }
 
@@ -99,4 +100,44 @@ test('a damaged packed ledger is refused with a precise error', () => {
   refused(bytes.subarray(0, bytes.length - 1), /undecodable ledger|overruns|trailing|counts/)
   refused(Buffer.concat([bytes, Buffer.alloc(1)]), /^trailing bytes after the last entry$/)
   refused(Buffer.from([0, 5, 9, 0]), /do not fit/)
+})
+
+test('of two copies of one record the newer term wins, in any order; of one term the earlier; a final record has no term', () => {
+  const random = rng(12)
+  const settle = settleRecord(random, KEY, 1000, 1)
+  const recommitted = { ...settle, term: 3, time: 2000 }
+  const cancel = { type: 'cancelled' as const, term: 2, hash: settle.hash, time: 1500 }
+  const partsFailed = { type: 'parts_failed' as const, term: 4, hash: settle.hash, time: 900 }
+  const records = [settle, recommitted, cancel, { ...cancel, term: 5, time: 3000 }, { ...cancel, time: 1400 }, partsFailed, { ...partsFailed, term: 2 }]
+  for (let i = 0; i < 6; i++) {
+    const ledger = MuxLedger.of(shuffled(records, random), KEY)
+    assert.equal(encodeRecord(ledger.get('settle_requested', settle.hash)!), encodeRecord(recommitted))
+    assert.deepEqual(ledger.get('cancelled', settle.hash), { ...cancel, term: 5, time: 3000 })
+    assert.deepEqual(ledger.get('parts_failed', settle.hash), partsFailed)
+    assert.equal(ledger.size, 3)
+    assert.deepEqual(ledger.contested(), [hex(settle.hash)])
+  }
+  const final = { type: 'final' as const, hash: settle.hash, setId: settle.setId, status: 'settled' as const, time: 1100 }
+  const finals = MuxLedger.of([{ ...final, status: 'failed' as const, time: 1200 }, final], KEY)
+  assert.deepEqual(finals.get('final', settle.hash), final)
+})
+
+test('a snapshot keeps every term and parts_failed record; replace makes a hash hold exactly what stands', () => {
+  const random = rng(13)
+  const settle = settleRecord(random, KEY, 1000, 7)
+  const partsFailed = { type: 'parts_failed' as const, term: 9, hash: settle.hash, time: 1100 }
+  const other = settleRecord(random, KEY, 1200, 2)
+  const cancel = { type: 'cancelled' as const, term: 3, hash: other.hash, time: 1300 }
+  const ledger = MuxLedger.of([settle, partsFailed, other, cancel], KEY)
+  const restored = new MuxLedger(KEY, packed(ledger))
+  assert.deepEqual(view(restored), view(ledger))
+  assert.deepEqual([...restored.records()].map(encodeRecord).sort(), [settle, partsFailed, other, cancel].map(encodeRecord).sort())
+  // What a new leader's resolveGathered keeps of the first hash: the parts_failed record alone.
+  const fork = restored.fork()
+  fork.replace(settle.hash, [partsFailed])
+  assert.equal(fork.size, 3)
+  assert.equal(fork.get('settle_requested', settle.hash), undefined)
+  assert.deepEqual(fork.contested(), [hex(other.hash)])
+  assert.equal(fork.settlementOrder().count, 1)
+  assert.deepEqual(view(restored), view(ledger), 'the fork went its own way')
 })
