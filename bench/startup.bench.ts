@@ -32,7 +32,7 @@ import { configToJson } from './config-json.ts'
 import type { Emit } from './index.ts'
 
 // Bump when the record format or the fixture's shape changes, so a stale cache is not reused.
-const FIXTURE_VERSION = 1
+const FIXTURE_VERSION = 2
 const IDENTITY_KEY = Buffer.alloc(32, 0x17)
 const NODE = Buffer.alloc(33, 2)
 const AMOUNT_MSAT = 100_000n
