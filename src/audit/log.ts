@@ -9,9 +9,14 @@
 // rocksdb-native tells which file it is (`currentWalFile`, DB::GetCurrentWalFile). If the WAL was
 // rotated between the append and the fsync, the record may sit in the previous file; then we fall
 // back to `db.flush()` (DB::Flush: the memtable goes to an SST file RocksDB fsyncs, then the
-// MANIFEST). A WAL fsync costs about a millisecond where a flush costs 5 to 40. Either way the
-// writer is a group commit: appends that arrive while one is running go out together, as one
-// Hypercore block, in the next.
+// MANIFEST). A WAL fsync costs about a millisecond where a flush costs 5 to 40.
+//
+// Group commit, in two stages that overlap. Writing: records appended in one turn of the event loop
+// (a received envelope and the record it causes) form one Hypercore block, and records that arrive
+// while a block is being written form the next. Syncing: as soon as a block holding a durable
+// record is written, an fsync starts if none is running; blocks written during an fsync are covered
+// by the next one, together. So a lazy record never waits for an fsync, and a durable one waits for
+// at most the fsync in progress and its own.
 //
 // Copies and forks. A Hypercore fork is two different signed histories under one key: exactly what
 // two agents running from copies of one storage directory would write. Corestore guards against
@@ -24,7 +29,7 @@
 // Second readers. RocksDB allows read-only opens beside the writer: `AuditLog.open({readOnly})`
 // sees everything appended up to its open (it replays the WAL) but not later appends; to follow a
 // running agent, replicate from it instead.
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
@@ -74,6 +79,13 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+/** Durable appends already written, waiting for the fsync that covers them. */
+interface Unsynced {
+  waiters: Pending[]
+  /** The WAL file current before the first of them was written: the oldest they may sit in. */
+  walNumber: number
+}
+
 export interface BlockRecords {
   index: number
   records: AuditRecord[]
@@ -90,6 +102,10 @@ export class AuditLog {
   private readonly replicas = new Map<string, Hypercore>()
   private queue: Pending[] = []
   private draining: Promise<void> | null = null
+  private unsynced: Unsynced | null = null
+  private syncing: Promise<void> | null = null
+  /** The WAL file last fsynced, kept open for the next fsync. */
+  private wal: { number: number; file: FileHandle } | null = null
   private closing: Promise<void> | null = null
 
   private constructor(store: Corestore, core: Hypercore, readOnly: boolean) {
@@ -140,26 +156,50 @@ export class AuditLog {
     })
   }
 
-  // Clears `draining` in the same tick as it sees the queue empty, so an append made by a caller
-  // resumed from this very drain starts the next one instead of waiting forever.
+  // Writes the queue out, one block per group; durable appends go on to the syncer. Starts after
+  // the current turn's appends are queued, so they share the first block. Clears `draining` in the
+  // same tick as it sees the queue empty, so an append made by a caller resumed from this very
+  // drain starts the next one instead of waiting forever.
   private async drain(): Promise<void> {
+    await Promise.resolve()
     while (this.queue.length > 0) {
       const group = this.takeGroup()
+      const durable = group.filter((p) => p.durable)
       try {
-        const durable = group.some((p) => p.durable)
-        const walBefore = durable ? await this.store.storage.db.currentWalFile() : null
+        const walBefore = durable.length > 0 ? (await this.store.storage.db.currentWalFile()).number : null
         await this.core.append(encodeBlock(group.map((p) => p.bytes)))
         this.stats.blocks++
         this.stats.records += group.length
         for (const p of group) if (!p.durable) p.resolve()
-        if (walBefore !== null) await this.sync(walBefore.number)
-        for (const p of group) if (p.durable) p.resolve()
+        if (walBefore !== null) this.awaitSync(durable, walBefore)
       } catch (err) {
         const failure = new AuditError('write_failed', `audit append failed: ${(err as Error).message}`, { cause: err })
         for (const p of group) p.reject(failure)
       }
     }
     this.draining = null
+  }
+
+  private awaitSync(waiters: Pending[], walNumber: number): void {
+    if (this.unsynced === null) this.unsynced = { waiters, walNumber }
+    else this.unsynced.waiters.push(...waiters)
+    if (this.syncing === null) this.syncing = this.syncAll()
+  }
+
+  // One fsync at a time, each covering every durable block written before it started.
+  private async syncAll(): Promise<void> {
+    while (this.unsynced !== null) {
+      const { waiters, walNumber } = this.unsynced
+      this.unsynced = null
+      try {
+        await this.sync(walNumber)
+        for (const p of waiters) p.resolve()
+      } catch (err) {
+        const failure = new AuditError('write_failed', `audit sync failed: ${(err as Error).message}`, { cause: err })
+        for (const p of waiters) p.reject(failure)
+      }
+    }
+    this.syncing = null
   }
 
   private takeGroup(): Pending[] {
@@ -180,18 +220,28 @@ export class AuditLog {
     const db = this.store.storage.db
     const wal = await db.currentWalFile()
     if (wal.number === walNumber) {
-      const file = await open(join(db.path, wal.path), 'r')
-      try {
-        await file.sync()
-      } finally {
-        await file.close()
-      }
+      await (await this.walFile(wal.number, join(db.path, wal.path))).sync()
       this.stats.walSyncs++
     } else {
       await this.flush()
     }
     this.stats.flushes++
     this.stats.flushMs += performance.now() - start
+  }
+
+  /** The open handle of WAL file `number`; the previous file's handle is closed. */
+  private async walFile(number: number, path: string): Promise<FileHandle> {
+    if (this.wal?.number !== number) {
+      await this.closeWal()
+      this.wal = { number, file: await open(path, 'r') }
+    }
+    return this.wal.file
+  }
+
+  private async closeWal(): Promise<void> {
+    const wal = this.wal
+    this.wal = null
+    await wal?.file.close()
   }
 
   // RocksDB DB::Flush on hypercore-storage's column family: fsyncs everything appended so far.
@@ -241,7 +291,8 @@ export class AuditLog {
   }
 
   private async closeOnce(): Promise<void> {
-    while (this.draining !== null) await this.draining
+    while (this.draining !== null || this.syncing !== null) await (this.draining ?? this.syncing)
+    await this.closeWal()
     if (!this.readOnly && this.stats.blocks > 0) await this.flush()
     await this.store.close()
   }
