@@ -7,9 +7,10 @@
 // synced: a power cut can lose it. The write itself did reach the WAL file (RocksDB write()s each
 // batch to it unless manual_wal_flush is set), so fsyncing that file makes the record durable:
 // rocksdb-native tells which file it is (`currentWalFile`, DB::GetCurrentWalFile). If the WAL was
-// rotated between the append and the fsync, the record may sit in the previous file; then we fall
-// back to `db.flush()` (DB::Flush: the memtable goes to an SST file RocksDB fsyncs, then the
-// MANIFEST). A WAL fsync costs about a millisecond where a flush costs 5 to 40.
+// rotated between a look taken before the append (the last one, usually the previous fsync's) and
+// the fsync, the record may sit in an earlier file; then we fall back to `db.flush()` (DB::Flush:
+// the memtable goes to an SST file RocksDB fsyncs, then the MANIFEST). A WAL fsync costs about a
+// millisecond where a flush costs 5 to 40; rotations are rare (one per filled memtable).
 //
 // Group commit, in two stages that overlap. Writing: records appended in one turn of the event loop
 // (a received envelope and the record it causes) form one Hypercore block, and records that arrive
@@ -106,6 +107,11 @@ export class AuditLog {
   private syncing: Promise<void> | null = null
   /** The WAL file last fsynced, kept open for the next fsync. */
   private wal: { number: number; file: FileHandle } | null = null
+  /**
+   * The WAL file number last read. A block written after that reading sits in that file or a later
+   * one, so the reading serves as the block's "WAL before" (sync) without another look.
+   */
+  private walSeen: number | null = null
   private closing: Promise<void> | null = null
 
   private constructor(store: Corestore, core: Hypercore, readOnly: boolean) {
@@ -166,7 +172,7 @@ export class AuditLog {
       const group = this.takeGroup()
       const durable = group.filter((p) => p.durable)
       try {
-        const walBefore = durable.length > 0 ? (await this.store.storage.db.currentWalFile()).number : null
+        const walBefore = durable.length > 0 ? this.walSeen ?? (await this.currentWal()).number : null
         await this.core.append(encodeBlock(group.map((p) => p.bytes)))
         this.stats.blocks++
         this.stats.records += group.length
@@ -218,15 +224,23 @@ export class AuditLog {
   private async sync(walNumber: number): Promise<void> {
     const start = performance.now()
     const db = this.store.storage.db
-    const wal = await db.currentWalFile()
+    const wal = await this.currentWal()
     if (wal.number === walNumber) {
       await (await this.walFile(wal.number, join(db.path, wal.path))).sync()
       this.stats.walSyncs++
     } else {
       await this.flush()
+      // A flush starts a new WAL file: look again, or every later fsync would see a rotation.
+      await this.currentWal()
     }
     this.stats.flushes++
     this.stats.flushMs += performance.now() - start
+  }
+
+  private async currentWal(): Promise<{ number: number; path: string }> {
+    const wal = await this.store.storage.db.currentWalFile()
+    this.walSeen = wal.number
+    return wal
   }
 
   /** The open handle of WAL file `number`; the previous file's handle is closed. */

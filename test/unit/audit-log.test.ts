@@ -67,7 +67,7 @@ test('while an fsync runs, lazy appends are written without waiting for it, and 
   assert.equal(log.stats.blocks, 3)
 })
 
-test('when the WAL rotates between the append and its fsync, a RocksDB flush makes the record durable', async (t) => {
+test('when the WAL rotates between the look before the append and the fsync, a RocksDB flush makes the record durable; the next append fsyncs the WAL again', async (t) => {
   const log = await openLog(t, await tempDir(t))
   const db = log.store.storage.db
   const currentWalFile = db.currentWalFile.bind(db)
@@ -86,6 +86,25 @@ test('when the WAL rotates between the append and its fsync, a RocksDB flush mak
   await log.append(settle(1, 2))
   assert.equal(flushes, 1)
   assert.equal(log.stats.walSyncs, 0)
+  await log.append(settle(2, 3))
+  assert.equal(flushes, 1, 'the next durable append is an fsync of the WAL again, not another flush')
+  assert.equal(log.stats.walSyncs, 1)
+})
+
+test('after the first fsync, a durable append looks at the WAL only once, at its own fsync', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const db = log.store.storage.db
+  const currentWalFile = db.currentWalFile.bind(db)
+  let calls = 0
+  db.currentWalFile = async () => {
+    calls++
+    return currentWalFile()
+  }
+  await log.append(settle(1, 1))
+  assert.equal(calls, 2, 'the first: before its append, and at its fsync')
+  await log.append(settle(2, 2))
+  assert.equal(calls, 3, "the second uses the first fsync's look as its look before the append")
+  assert.equal(log.stats.walSyncs, 2)
 })
 
 test('a record that fails to encode rejects its own append only', async (t) => {
