@@ -72,6 +72,8 @@ export class Agent {
    * stored, which the edge's record of the decision waits for (recordDecision).
    */
   private receivedDecision: { id: string; envelopeStored: Promise<boolean> } | null = null
+  /** The envelope stored last: the messages of a batch share one, stored once. */
+  private lastStored: { bytes: Uint8Array; stored: Promise<boolean> } | null = null
   private closed = false
 
   private constructor(config: HighwireConfig, id: string, audit: AuditLog, member: ClusterMember, opts: AgentOptions) {
@@ -273,15 +275,21 @@ export class Agent {
     }
   }
 
-  /** Stores a received envelope as received (DESIGN.md "Audit log"); false if that failed (logged). */
+  /**
+   * Stores a received envelope as received (DESIGN.md "Audit log"), once for all the messages of a
+   * batch; false if that failed (logged).
+   */
   private storeEnvelope(envelope: Envelope, peer: string): Promise<boolean> {
-    return this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes }, { durable: false }).then(
+    if (this.lastStored?.bytes === envelope.bytes) return this.lastStored.stored
+    const stored = this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes }, { durable: false }).then(
       () => true,
       (err: Error) => {
         this.log.error('audit append failed', { type: 'envelope', error: err })
         return false
       }
     )
+    this.lastStored = { bytes: envelope.bytes, stored }
+    return stored
   }
 
   // --- the member's actions, in order ---
