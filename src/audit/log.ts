@@ -8,9 +8,10 @@
 // batch to it unless manual_wal_flush is set), so fsyncing that file makes the record durable:
 // rocksdb-native tells which file it is (`currentWalFile`, DB::GetCurrentWalFile). If the WAL was
 // rotated between a look taken before the append (the last one, usually the previous fsync's) and
-// the fsync, the record may sit in an earlier file; then we fall back to `db.flush()` (DB::Flush:
-// the memtable goes to an SST file RocksDB fsyncs, then the MANIFEST). A WAL fsync costs about a
-// millisecond where a flush costs 5 to 40; rotations are rare (one per filled memtable).
+// one taken after it (beside the fsync), the record may sit in another file; then we fall back to
+// `db.flush()` (DB::Flush: the memtable goes to an SST file RocksDB fsyncs, then the MANIFEST). A
+// WAL fsync costs about a millisecond where a flush costs 5 to 40; rotations are rare (one per
+// filled memtable).
 //
 // Group commit, in two stages that overlap. Writing: records appended in one turn of the event loop
 // (a received envelope and the record it causes) form one Hypercore block, and records that arrive
@@ -220,21 +221,36 @@ export class AuditLog {
     return this.queue.splice(0, n)
   }
 
-  /** Makes everything appended so far durable: fsync of the WAL written since `walNumber`, or a flush. */
+  /**
+   * Makes everything appended so far durable: an fsync of WAL file `walNumber` (the one seen before
+   * the blocks were written) if it is still the current file, or else a flush.
+   */
   private async sync(walNumber: number): Promise<void> {
     const start = performance.now()
-    const db = this.store.storage.db
-    const wal = await this.currentWal()
-    if (wal.number === walNumber) {
-      await (await this.walFile(wal.number, join(db.path, wal.path))).sync()
-      this.stats.walSyncs++
-    } else {
+    if (await this.fsyncWal(walNumber)) this.stats.walSyncs++
+    else {
       await this.flush()
       // A flush starts a new WAL file: look again, or every later fsync would see a rotation.
       await this.currentWal()
     }
     this.stats.flushes++
     this.stats.flushMs += performance.now() - start
+  }
+
+  /**
+   * fsyncs WAL file `walNumber`; false if the WAL rotated since, and the blocks may sit in a later
+   * file. With the file already open, the fsync and the look at the current file run together: both
+   * start after the blocks were written, so the look saying `walNumber` puts them in that file.
+   */
+  private async fsyncWal(walNumber: number): Promise<boolean> {
+    if (this.wal?.number === walNumber) {
+      const [current] = await Promise.all([this.currentWal(), this.wal.file.sync()])
+      return current.number === walNumber
+    }
+    const current = await this.currentWal()
+    if (current.number !== walNumber) return false
+    await (await this.walFile(current.number, join(this.store.storage.db.path, current.path))).sync()
+    return true
   }
 
   private async currentWal(): Promise<{ number: number; path: string }> {
