@@ -249,7 +249,7 @@ export class MuxMachine {
       case 'settle_requested': {
         const set = invoice?.open
         if (invoice === undefined || set?.settlePending !== record) throw new MuxError('bad_record', 'no settle request is pending for this record')
-        this.apply(record)
+        this.apply(record, set.preimage)
         this.live.delete(invoice)
         invoice.open = undefined
         return [...set.parts.values()].map((part) => this.decide(part.htlc.circuit, invoice.hash, { action: 'settle', preimage: set.preimage }))
@@ -514,10 +514,11 @@ export class MuxMachine {
   // Durable records
 
   /**
-   * Applies a durable record to the registry (restore, and a persisted settle request). Records are
-   * idempotent: a new leader may read the same record from several replicated cores.
+   * Applies a durable record to the registry (restore, and a persisted settle request, whose set
+   * knows its checked preimage). Records are idempotent: a new leader may read the same record from
+   * several replicated cores.
    */
-  private apply(record: MuxRecord): void {
+  private apply(record: MuxRecord, knownPreimage?: Uint8Array): void {
     const hashHex = hex(record.hash)
     let invoice = this.invoices.get(hashHex)
     if (invoice === undefined) {
@@ -531,9 +532,7 @@ export class MuxMachine {
           if (equalBytes(invoice.settled.setId, record.setId)) return
           throw new MuxError('bad_record', 'a second HTLC set settled for one invoice')
         }
-        const preimage = statelessPreimage(this.identityKey, record.paymentAddr)
-        // A settle record this identity key cannot redeem means the wrong key or a corrupt log.
-        if (!equalBytes(sha256(preimage), record.hash)) throw new MuxError('bad_record', 'settle record does not match the identity key')
+        const preimage = knownPreimage ?? this.redeem(record)
         const htlcs = new Map(record.htlcs.map((h) => [circuitId(h.circuit), h] as const))
         invoice.settled = {
           sequence: BigInt(this.settlementOrder.length + 1),
@@ -563,5 +562,12 @@ export class MuxMachine {
         invoice.settled.final = record.status
         invoice.settled.finalizedAt = record.time
     }
+  }
+
+  /** The preimage of a settle record read back; one this identity key cannot redeem means the wrong key or a corrupt log. */
+  private redeem(record: MuxRecord & { type: 'settle_requested' }): Uint8Array {
+    const preimage = statelessPreimage(this.identityKey, record.paymentAddr)
+    if (!equalBytes(sha256(preimage), record.hash)) throw new MuxError('bad_record', 'settle record does not match the identity key')
+    return preimage
   }
 }
