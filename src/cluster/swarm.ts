@@ -12,10 +12,11 @@
 //   4. Every frame then goes through the InboundGate (rate, shape, sender, signature, skew, replay);
 //      the first message must be the peer's hello. Any failure disconnects and bans the peer.
 //
-// Sending: messages are queued per peer and go out once the current turn of the event loop is
-// over, what was queued for a peer as one envelope (a batch when there are several, messages.ts).
-// Under load one signature and one verification then cover many decisions, notices or acks; alone,
-// a message waits only for the turn that sent it to end.
+// Sending: messages are queued per peer and sent together, what was queued for a peer as one
+// envelope (a batch when there are several, messages.ts), so that under load one signature and one
+// verification cover many decisions, notices or acks. An idle agent sends as soon as the code that
+// queued a message is done (a microtask); a busy one (its last send was a batch) waits for the rest
+// of the event loop's turn, to batch what that turn's I/O brings too.
 import { EventEmitter } from 'node:events'
 import Hyperswarm, { type NoiseSocket, type PeerDiscoverySession, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
@@ -113,8 +114,10 @@ export class ClusterSwarm extends EventEmitter {
   /** Last sequence number accepted per sender, across all of its connections. */
   private readonly lastSeq = new Map<string, number>()
   private readonly connections = new Map<string, Connection>()
-  /** Messages queued this turn, per connection, in the order they were sent. */
+  /** Messages queued since the last flush, per connection, in the order they were sent. */
   private readonly outbox = new Map<Connection, OutgoingMessage[]>()
+  /** How many messages the last flush sent: more than one means busy (see "Sending" above). */
+  private lastFlushCount = 0
   private readonly timer: NodeJS.Timeout
   private discovery: PeerDiscoverySession | null = null
   /**
@@ -208,24 +211,31 @@ export class ClusterSwarm extends EventEmitter {
   private enqueue(conn: Connection, queued: OutgoingMessage): void {
     const messages = this.outbox.get(conn)
     if (messages !== undefined) return void messages.push(queued)
-    if (this.outbox.size === 0) setImmediate(() => this.flushOutbox())
+    if (this.outbox.size === 0) {
+      const later = this.lastFlushCount > 1 ? setImmediate : queueMicrotask
+      later(() => this.flushOutbox())
+    }
     this.outbox.set(conn, [queued])
   }
 
   /**
-   * Sends what was queued this turn: per peer, its messages in order, batched. A message that goes
-   * alone to several peers (a broadcast) is signed once, as one envelope for all of them.
+   * Sends what was queued: per peer, its messages in order, batched. A message that goes alone to
+   * several peers (a broadcast) is signed once, as one envelope for all of them.
    */
   private flushOutbox(): void {
+    const outbox = [...this.outbox]
+    this.outbox.clear()
+    this.lastFlushCount = 0
+    if (this.closing) return
     const sealed = new Map<WireMessage, Uint8Array>()
-    for (const [conn, queued] of this.outbox) {
+    for (const [conn, queued] of outbox) {
+      this.lastFlushCount += queued.length
       for (const message of batchMessages(queued)) {
         let bytes = sealed.get(message)
         if (bytes === undefined) sealed.set(message, (bytes = this.seal(message)))
         conn.sendBytes(bytes)
       }
     }
-    this.outbox.clear()
   }
 
   /** Envelope for one send: a fresh sequence number and our clock. */
