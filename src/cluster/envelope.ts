@@ -203,8 +203,7 @@ export function verifyEnvelope(envelope: Pick<SignedEnvelope, 'from' | 'bytes'>)
   return sodium.crypto_sign_verify_detached(signature, signedBytes(payload), envelope.from)
 }
 
+/** Byte equality in native code (a batch of offers is tens of kilobytes). */
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }
