@@ -70,8 +70,13 @@ export class Agent {
   private readonly log: Logger
   private readonly clock: () => number
   private readonly timers: NodeJS.Timeout[] = []
-  /** The signed decision each edge HTLC was last decided by, kept before it is applied. */
-  private readonly decisionEnvelopes = new Map<string, Uint8Array>()
+  /**
+   * While a received htlc-decision is handed to the member: its HTLC and whether its envelope was
+   * stored, which the edge's record of the decision waits for (recordDecision).
+   */
+  private receivedDecision: { id: string; envelopeStored: Promise<boolean> } | null = null
+  /** The envelope stored last: the messages of a batch share one, stored once. */
+  private lastStored: { bytes: Uint8Array; stored: Promise<boolean> } | null = null
   private closed = false
 
   private constructor(config: HighwireConfig, id: string, audit: AuditLog, ledger: CheckpointedFold<MuxLedger>, member: ClusterMember, opts: AgentOptions) {
@@ -253,7 +258,7 @@ export class Agent {
 
   private onMessage(envelope: Envelope, peer: string): void {
     const message = envelope.message
-    if (AUDITED_MESSAGES.has(message.type)) void this.record({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes })
+    const envelopeStored = AUDITED_MESSAGES.has(message.type) ? this.storeEnvelope(envelope, peer) : Promise.resolve(false)
     if (message.type === 'hello') {
       this.apply(this.member.connected(peer, message))
       return
@@ -267,10 +272,29 @@ export class Agent {
       this.forwarder.onReply(peer, message)
       return
     }
-    if (message.type === 'htlc-decision') {
-      this.decisionEnvelopes.set(edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit }), envelope.bytes)
+    if (message.type === 'htlc-decision') this.receivedDecision = { id: edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit }), envelopeStored }
+    try {
+      this.apply(this.member.receive(peer, message, this.clock()))
+    } finally {
+      this.receivedDecision = null
     }
-    this.apply(this.member.receive(peer, message, this.clock()))
+  }
+
+  /**
+   * Stores a received envelope as received (DESIGN.md "Audit log"), once for all the messages of a
+   * batch; false if that failed (logged).
+   */
+  private storeEnvelope(envelope: Envelope, peer: string): Promise<boolean> {
+    if (this.lastStored?.bytes === envelope.bytes) return this.lastStored.stored
+    const stored = this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes }, { durable: false }).then(
+      () => true,
+      (err: Error) => {
+        this.log.error('audit append failed', { type: 'envelope', error: err })
+        return false
+      }
+    )
+    this.lastStored = { bytes: envelope.bytes, stored }
+    return stored
   }
 
   // --- the member's actions, in order ---
@@ -341,15 +365,18 @@ export class Agent {
     }
   }
 
-  /** Write-ahead for the edge: the decision (and the leader's signed envelope) is durable first. */
+  /**
+   * Write-ahead for the edge (DESIGN.md invariant 6): the decision, and the leader's signed envelope
+   * that carried it, are durable before it is applied. The envelope was queued on receipt, ahead of
+   * the decision in the same log, so the fsync that makes the decision durable covers it too.
+   */
   private async recordDecision(action: Extract<MemberAction, { type: 'edge-record' }>): Promise<void> {
     const htlc = this.member.edge.htlc(action.id)
     if (!htlc) return
-    const envelope = this.decisionEnvelopes.get(action.id)
-    this.decisionEnvelopes.delete(action.id)
+    const received = this.receivedDecision?.id === action.id ? this.receivedDecision : null
+    const envelopeStored = received?.envelopeStored ?? Promise.resolve(true)
     try {
-      if (envelope) await this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(action.from, 'hex'), envelope }, { durable: false })
-      await this.audit.append({
+      const decided = this.audit.append({
         type: 'htlc_decided',
         time: this.clock(),
         node: Buffer.from(htlc.node, 'hex'),
@@ -360,6 +387,8 @@ export class Agent {
         action: action.decision.action,
         reason: action.from === this.id ? '' : `from ${action.from}`
       }, { durable: true })
+      const [stored] = await Promise.all([envelopeStored, decided])
+      if (!stored) throw new Error("the leader's envelope was not stored")
     } catch (err) {
       this.log.error('could not record a decision; it is not applied', { htlc: action.id, error: err as Error })
       return

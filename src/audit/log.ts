@@ -7,11 +7,18 @@
 // synced: a power cut can lose it. The write itself did reach the WAL file (RocksDB write()s each
 // batch to it unless manual_wal_flush is set), so fsyncing that file makes the record durable:
 // rocksdb-native tells which file it is (`currentWalFile`, DB::GetCurrentWalFile). If the WAL was
-// rotated between the append and the fsync, the record may sit in the previous file; then we fall
-// back to `db.flush()` (DB::Flush: the memtable goes to an SST file RocksDB fsyncs, then the
-// MANIFEST). A WAL fsync costs about a millisecond where a flush costs 5 to 40. Either way the
-// writer is a group commit: appends that arrive while one is running go out together, as one
-// Hypercore block, in the next.
+// rotated between a look taken before the append (the last one, usually the previous fsync's) and
+// one taken after it (beside the fsync), the record may sit in another file; then we fall back to
+// `db.flush()` (DB::Flush: the memtable goes to an SST file RocksDB fsyncs, then the MANIFEST). A
+// WAL fsync costs about a millisecond where a flush costs 5 to 40; rotations are rare (one per
+// filled memtable).
+//
+// Group commit, in two stages that overlap. Writing: records appended in one turn of the event loop
+// (a received envelope and the record it causes) form one Hypercore block, and records that arrive
+// while a block is being written form the next. Syncing: as soon as a block holding a durable
+// record is written, an fsync starts if none is running; blocks written during an fsync are covered
+// by the next one, together. So a lazy record never waits for an fsync, and a durable one waits for
+// at most the fsync in progress and its own.
 //
 // Copies and forks. A Hypercore fork is two different signed histories under one key: exactly what
 // two agents running from copies of one storage directory would write. Corestore guards against
@@ -24,7 +31,7 @@
 // Second readers. RocksDB allows read-only opens beside the writer: `AuditLog.open({readOnly})`
 // sees everything appended up to its open (it replays the WAL) but not later appends; to follow a
 // running agent, replicate from it instead.
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
@@ -74,6 +81,13 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+/** Durable appends already written, waiting for the fsync that covers them. */
+interface Unsynced {
+  waiters: Pending[]
+  /** The WAL file current before the first of them was written: the oldest they may sit in. */
+  walNumber: number
+}
+
 export interface BlockRecords {
   index: number
   records: AuditRecord[]
@@ -90,6 +104,15 @@ export class AuditLog {
   private readonly replicas = new Map<string, Hypercore>()
   private queue: Pending[] = []
   private draining: Promise<void> | null = null
+  private unsynced: Unsynced | null = null
+  private syncing: Promise<void> | null = null
+  /** The WAL file last fsynced, kept open for the next fsync. */
+  private wal: { number: number; file: FileHandle } | null = null
+  /**
+   * The WAL file number last read. A block written after that reading sits in that file or a later
+   * one, so the reading serves as the block's "WAL before" (sync) without another look.
+   */
+  private walSeen: number | null = null
   private closing: Promise<void> | null = null
 
   private constructor(store: Corestore, core: Hypercore, readOnly: boolean) {
@@ -140,26 +163,50 @@ export class AuditLog {
     })
   }
 
-  // Clears `draining` in the same tick as it sees the queue empty, so an append made by a caller
-  // resumed from this very drain starts the next one instead of waiting forever.
+  // Writes the queue out, one block per group; durable appends go on to the syncer. Starts after
+  // the current turn's appends are queued, so they share the first block. Clears `draining` in the
+  // same tick as it sees the queue empty, so an append made by a caller resumed from this very
+  // drain starts the next one instead of waiting forever.
   private async drain(): Promise<void> {
+    await Promise.resolve()
     while (this.queue.length > 0) {
       const group = this.takeGroup()
+      const durable = group.filter((p) => p.durable)
       try {
-        const durable = group.some((p) => p.durable)
-        const walBefore = durable ? await this.store.storage.db.currentWalFile() : null
+        const walBefore = durable.length > 0 ? this.walSeen ?? (await this.currentWal()).number : null
         await this.core.append(encodeBlock(group.map((p) => p.bytes)))
         this.stats.blocks++
         this.stats.records += group.length
         for (const p of group) if (!p.durable) p.resolve()
-        if (walBefore !== null) await this.sync(walBefore.number)
-        for (const p of group) if (p.durable) p.resolve()
+        if (walBefore !== null) this.awaitSync(durable, walBefore)
       } catch (err) {
         const failure = new AuditError('write_failed', `audit append failed: ${(err as Error).message}`, { cause: err })
         for (const p of group) p.reject(failure)
       }
     }
     this.draining = null
+  }
+
+  private awaitSync(waiters: Pending[], walNumber: number): void {
+    if (this.unsynced === null) this.unsynced = { waiters, walNumber }
+    else this.unsynced.waiters.push(...waiters)
+    if (this.syncing === null) this.syncing = this.syncAll()
+  }
+
+  // One fsync at a time, each covering every durable block written before it started.
+  private async syncAll(): Promise<void> {
+    while (this.unsynced !== null) {
+      const { waiters, walNumber } = this.unsynced
+      this.unsynced = null
+      try {
+        await this.sync(walNumber)
+        for (const p of waiters) p.resolve()
+      } catch (err) {
+        const failure = new AuditError('write_failed', `audit sync failed: ${(err as Error).message}`, { cause: err })
+        for (const p of waiters) p.reject(failure)
+      }
+    }
+    this.syncing = null
   }
 
   private takeGroup(): Pending[] {
@@ -174,24 +221,57 @@ export class AuditLog {
     return this.queue.splice(0, n)
   }
 
-  /** Makes everything appended so far durable: fsync of the WAL written since `walNumber`, or a flush. */
+  /**
+   * Makes everything appended so far durable: an fsync of WAL file `walNumber` (the one seen before
+   * the blocks were written) if it is still the current file, or else a flush.
+   */
   private async sync(walNumber: number): Promise<void> {
     const start = performance.now()
-    const db = this.store.storage.db
-    const wal = await db.currentWalFile()
-    if (wal.number === walNumber) {
-      const file = await open(join(db.path, wal.path), 'r')
-      try {
-        await file.sync()
-      } finally {
-        await file.close()
-      }
-      this.stats.walSyncs++
-    } else {
+    if (await this.fsyncWal(walNumber)) this.stats.walSyncs++
+    else {
       await this.flush()
+      // A flush starts a new WAL file: look again, or every later fsync would see a rotation.
+      await this.currentWal()
     }
     this.stats.flushes++
     this.stats.flushMs += performance.now() - start
+  }
+
+  /**
+   * fsyncs WAL file `walNumber`; false if the WAL rotated since, and the blocks may sit in a later
+   * file. With the file already open, the fsync and the look at the current file run together: both
+   * start after the blocks were written, so the look saying `walNumber` puts them in that file.
+   */
+  private async fsyncWal(walNumber: number): Promise<boolean> {
+    if (this.wal?.number === walNumber) {
+      const [current] = await Promise.all([this.currentWal(), this.wal.file.sync()])
+      return current.number === walNumber
+    }
+    const current = await this.currentWal()
+    if (current.number !== walNumber) return false
+    await (await this.walFile(current.number, join(this.store.storage.db.path, current.path))).sync()
+    return true
+  }
+
+  private async currentWal(): Promise<{ number: number; path: string }> {
+    const wal = await this.store.storage.db.currentWalFile()
+    this.walSeen = wal.number
+    return wal
+  }
+
+  /** The open handle of WAL file `number`; the previous file's handle is closed. */
+  private async walFile(number: number, path: string): Promise<FileHandle> {
+    if (this.wal?.number !== number) {
+      await this.closeWal()
+      this.wal = { number, file: await open(path, 'r') }
+    }
+    return this.wal.file
+  }
+
+  private async closeWal(): Promise<void> {
+    const wal = this.wal
+    this.wal = null
+    await wal?.file.close()
   }
 
   // RocksDB DB::Flush on hypercore-storage's column family: fsyncs everything appended so far.
@@ -241,7 +321,8 @@ export class AuditLog {
   }
 
   private async closeOnce(): Promise<void> {
-    while (this.draining !== null) await this.draining
+    while (this.draining !== null || this.syncing !== null) await (this.draining ?? this.syncing)
+    await this.closeWal()
     if (!this.readOnly && this.stats.blocks > 0) await this.flush()
     await this.store.close()
   }

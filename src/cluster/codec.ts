@@ -147,10 +147,10 @@ export function optional<T>(enc: Encoding<T>): Encoding<T | null> {
   }
 }
 
-export function array<T>(enc: Encoding<T>, max: number): Encoding<T[]> {
+export function array<T>(enc: Encoding<T>, max: number, min = 0): Encoding<T[]> {
   return {
     preencode(state, list) {
-      if (!Array.isArray(list) || list.length > max) throw new RangeError(`expected at most ${max} items`)
+      if (!Array.isArray(list) || list.length > max || list.length < min) throw new RangeError(`expected ${min} to ${max} items`)
       c.uint.preencode(state, list.length)
       for (const v of list) enc.preencode(state, v)
     },
@@ -161,6 +161,7 @@ export function array<T>(enc: Encoding<T>, max: number): Encoding<T[]> {
     decode(state) {
       const len = c.uint.decode(state)
       if (len > max) throw new RangeError(`${len} items exceed the maximum of ${max}`)
+      if (len < min) throw new RangeError(`${len} items, fewer than the minimum of ${min}`)
       const list: T[] = []
       for (let i = 0; i < len; i++) list.push(enc.decode(state))
       return list

@@ -11,15 +11,19 @@
 // message has one byte string and a stored envelope means one thing.
 import sodium from 'sodium-universal'
 import c from 'compact-encoding'
-import { decodeExact, u64, uint, encode, type Encoding } from './codec.ts'
+import { decodeExact, u64, encode, type Encoding } from './codec.ts'
 import { EnvelopeError } from './errors.ts'
-import { bodyEncoding, messageTypeId, messageTypeOf, type Message, type MessageType } from './messages.ts'
+import { MAX_BATCH_MESSAGES, batchedSize, bodyEncoding, messageTypeId, messageTypeOf, typeIdEncoding, type Message, type WireMessage } from './messages.ts'
 
 export const ENVELOPE_DOMAIN = 'highwire/envelope/v1'
 /** Largest envelope we accept or send; the biggest message (a page of records) is sized under it. */
 export const MAX_ENVELOPE_BYTES = 64 * 1024
 export const SIGNATURE_BYTES = 64
 export const AGENT_KEY_BYTES = 32
+/** Bytes of an envelope besides its body, at most: sender, seq and time (9 each), type id, signature. */
+const ENVELOPE_OVERHEAD = AGENT_KEY_BYTES + 9 + 9 + 3 + SIGNATURE_BYTES
+/** What the messages of one batch may take together (their count takes at most 3 more bytes). */
+const BATCH_BUDGET = MAX_ENVELOPE_BYTES - ENVELOPE_OVERHEAD - 3
 
 const DOMAIN_BYTES = new TextEncoder().encode(ENVELOPE_DOMAIN)
 
@@ -29,13 +33,19 @@ export interface AgentKeyPair {
   secretKey: Uint8Array
 }
 
-export interface Envelope {
+/** A decoded envelope: one message, or a batch (see unbatch). */
+export interface SignedEnvelope {
   from: Uint8Array
   seq: number
   time: number
-  message: Message
+  message: WireMessage
   /** The envelope exactly as received or sent: store these bytes, re-verify them any time. */
   bytes: Uint8Array
+}
+
+/** One message as delivered: alone in its envelope, or one of a batch (all sharing `bytes`). */
+export interface Envelope extends SignedEnvelope {
+  message: Message
 }
 
 interface Header {
@@ -44,8 +54,6 @@ interface Header {
   time: number
   typeId: number
 }
-
-const typeIdEncoding = uint(0xffff)
 
 const header: Encoding<Header> = {
   preencode(state, h) {
@@ -97,7 +105,7 @@ export function sealEnvelope(
 }
 
 /** Encodes and signs `message` as sent by `keyPair`; throws RangeError on a malformed message. */
-export function encodeEnvelope(keyPair: AgentKeyPair, seq: number, time: number, message: Message): Uint8Array {
+export function encodeEnvelope(keyPair: AgentKeyPair, seq: number, time: number, message: WireMessage): Uint8Array {
   const bytes = sealEnvelope(keyPair, seq, time, messageTypeId(message.type), encodeBody(message))
   if (bytes.byteLength > MAX_ENVELOPE_BYTES) {
     throw new RangeError(`${message.type} envelope is ${bytes.byteLength} bytes, over ${MAX_ENVELOPE_BYTES}`)
@@ -105,7 +113,50 @@ export function encodeEnvelope(keyPair: AgentKeyPair, seq: number, time: number,
   return bytes
 }
 
-function encodeBody(message: Message): Uint8Array {
+/** A message checked for sending, with the bytes it takes inside a batch. */
+export interface OutgoingMessage {
+  message: Message
+  size: number
+}
+
+/** Checks a message before it is queued: throws RangeError if it is malformed or too big to send. */
+export function outgoingMessage(message: Message): OutgoingMessage {
+  const size = batchedSize(message)
+  if (size > BATCH_BUDGET) throw new RangeError(`${message.type} takes ${size} bytes, over what one envelope carries`)
+  return { message, size }
+}
+
+/**
+ * The messages queued for one peer, in order, as few envelopes' worth as fit: consecutive messages
+ * that fit one envelope together form a batch, a message that shares with none is sent as itself.
+ */
+export function batchMessages(queued: readonly OutgoingMessage[]): WireMessage[] {
+  const out: WireMessage[] = []
+  let run: Message[] = []
+  let size = 0
+  const close = (): void => {
+    if (run.length === 1) out.push(run[0]!)
+    else if (run.length > 1) out.push({ type: 'batch', messages: run })
+    run = []
+    size = 0
+  }
+  for (const q of queued) {
+    if (size + q.size > BATCH_BUDGET || run.length === MAX_BATCH_MESSAGES) close()
+    run.push(q.message)
+    size += q.size
+  }
+  close()
+  return out
+}
+
+/** The messages an envelope carries, each as an envelope of its own with the batch's sender, seq, time and bytes. */
+export function unbatch(envelope: SignedEnvelope): Envelope[] {
+  const { message } = envelope
+  if (message.type === 'batch') return message.messages.map((m) => ({ ...envelope, message: m }))
+  return [{ ...envelope, message }]
+}
+
+function encodeBody(message: WireMessage): Uint8Array {
   const { type, ...body } = message
   return encode(bodyEncoding(type) as Encoding<typeof body>, body)
 }
@@ -115,7 +166,7 @@ function encodeBody(message: Message): Uint8Array {
  * with code oversize, malformed, unknown_type, malformed_body or non_canonical. The result owns a
  * copy of the bytes.
  */
-export function decodeEnvelope(data: Uint8Array): Envelope {
+export function decodeEnvelope(data: Uint8Array): SignedEnvelope {
   if (data.byteLength > MAX_ENVELOPE_BYTES) {
     throw new EnvelopeError('oversize', `envelope is ${data.byteLength} bytes, over ${MAX_ENVELOPE_BYTES}`)
   }
@@ -131,9 +182,9 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   }
   const type = messageTypeOf(head.typeId)
   if (type === undefined) throw new EnvelopeError('unknown_type', `unknown message type ${head.typeId}`)
-  let message: Message
+  let message: WireMessage
   try {
-    message = { type, ...decodeExact(bodyEncoding(type), payload.subarray(state.start)) } as Message
+    message = { type, ...decodeExact(bodyEncoding(type), payload.subarray(state.start)) } as WireMessage
   } catch (err) {
     throw new EnvelopeError('malformed_body', `${type}: ${(err as Error).message}`)
   }
@@ -145,15 +196,14 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
 }
 
 /** True when the envelope's signature is valid for its sender under the envelope domain. */
-export function verifyEnvelope(envelope: Envelope): boolean {
+export function verifyEnvelope(envelope: Pick<SignedEnvelope, 'from' | 'bytes'>): boolean {
   const { bytes } = envelope
   const payload = bytes.subarray(0, bytes.byteLength - SIGNATURE_BYTES)
   const signature = bytes.subarray(bytes.byteLength - SIGNATURE_BYTES)
   return sodium.crypto_sign_verify_detached(signature, signedBytes(payload), envelope.from)
 }
 
+/** Byte equality in native code (a batch of offers is tens of kilobytes). */
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }

@@ -1,7 +1,7 @@
 // Defences against a peer that knows the secret but misbehaves: rate limits, bans, replay checks,
 // and a cap on how many rejections we report (so that a flood of bad peers cannot flood the log).
 // Pure: every decision takes `now` (unix ms) from the caller.
-import { decodeEnvelope, verifyEnvelope, type Envelope } from './envelope.ts'
+import { decodeEnvelope, unbatch, verifyEnvelope, type Envelope, type SignedEnvelope } from './envelope.ts'
 import { EnvelopeError, PeerError } from './errors.ts'
 import { claimedSender } from './messages.ts'
 
@@ -119,8 +119,8 @@ export interface InboundOptions {
 
 /**
  * The checks an envelope from one connection goes through, cheapest first: rate, size and shape,
- * sender = the connection's authenticated key (and = the author a message names), signature, clock
- * skew, then the per-sender sequence.
+ * sender = the connection's authenticated key (and = the author each message names), signature,
+ * clock skew, then the per-sender sequence. A batch counts as its messages against the rate.
  * The last-seen sequence numbers are shared by all connections (`lastSeq`), so a reconnect does not
  * reopen the replay window. Throws PeerError; a peer that fails any check is disconnected.
  */
@@ -138,22 +138,27 @@ export class InboundGate {
     this.bytes = new TokenBucket(limits.bytesPerSecond, limits.byteBurst, now)
   }
 
-  check(data: Uint8Array, now: number): Envelope {
+  /** The envelope's messages (one, or a batch's), each as an envelope of its own. */
+  check(data: Uint8Array, now: number): Envelope[] {
     if (!this.messages.take(1, now) || !this.bytes.take(data.byteLength, now)) {
       throw new PeerError('rate_limited', 'peer exceeded its message or byte rate')
     }
-    let envelope: Envelope
+    let envelope: SignedEnvelope
     try {
       envelope = decodeEnvelope(data)
     } catch (err) {
       if (err instanceof EnvelopeError) throw new PeerError(err.code, err.message)
       throw err
     }
+    const delivered = unbatch(envelope)
+    if (!this.messages.take(delivered.length - 1, now)) throw new PeerError('rate_limited', 'peer exceeded its message rate')
     const from = hex(envelope.from)
     if (from !== this.remoteKey) throw new PeerError('wrong_sender', `envelope from ${from} on the connection of ${this.remoteKey}`)
-    const claimed = claimedSender(envelope.message)
-    if (claimed !== null && hex(claimed) !== from) {
-      throw new PeerError('wrong_sender', `${envelope.message.type} names ${hex(claimed)} as its author, sent by ${from}`)
+    for (const { message } of delivered) {
+      const claimed = claimedSender(message)
+      if (claimed !== null && hex(claimed) !== from) {
+        throw new PeerError('wrong_sender', `${message.type} names ${hex(claimed)} as its author, sent by ${from}`)
+      }
     }
     if (!verifyEnvelope(envelope)) throw new PeerError('bad_signature', `${envelope.message.type} envelope signature does not verify`)
     if (Math.abs(envelope.time - now) > this.options.maxClockSkewMs) {
@@ -162,6 +167,6 @@ export class InboundGate {
     const last = this.lastSeq.get(from) ?? -1
     if (envelope.seq <= last) throw new PeerError('replay', `seq ${envelope.seq} is not above the last seen ${last}`)
     this.lastSeq.set(from, envelope.seq)
-    return envelope
+    return delivered
   }
 }

@@ -2,6 +2,7 @@
 // (DESIGN.md, "Cluster protocol: messages"). Each travels inside a signed envelope (envelope.ts)
 // whose header carries the wire type id below; the logic that uses a message may live elsewhere
 // (election, edge, api) but its bytes are defined here.
+import c from 'compact-encoding'
 import {
   array,
   bigU64,
@@ -14,11 +15,13 @@ import {
   struct,
   u32,
   u64,
+  uint,
   type Encoding
 } from './codec.ts'
 import { INTERCEPTOR_FAILURE_CODES, type InterceptorFailureCode } from '../lnd/circuits.ts'
 
-export const PROTOCOL_VERSION = 1
+/** 2: batches (a new message type, which a version 1 agent would take for an attack). */
+export const PROTOCOL_VERSION = 2
 
 /** BOLT 4: the onion routing packet is 1366 bytes (version, ephemeral key, 1300 payload, HMAC). */
 export const ONION_PACKET_BYTES = 1366
@@ -36,6 +39,8 @@ export const MAX_CIRCUITS_PER_QUERY = 256
 export const MAX_API_METHOD_BYTES = 64
 export const MAX_API_PAYLOAD_BYTES = 32 * 1024
 export const MAX_API_STATUS_MESSAGE_BYTES = 256
+/** At most this many messages in one batch (each counts against the sender's message rate). */
+export const MAX_BATCH_MESSAGES = 1024
 
 const key32 = fixedBytes(32)
 const key33 = fixedBytes(33)
@@ -244,6 +249,18 @@ export interface ApiReply {
   done: boolean
 }
 
+/**
+ * Several messages to one peer under one signature: what the swarm queued for a peer in one turn of
+ * the event loop (swarm.ts), so that a burst of decisions, notices or acknowledgements costs one
+ * signature and one verification, not one per message. Each message inside is handled as if it
+ * had come in an envelope of its own with the batch's sender, sequence number and time. At least
+ * two (one message travels as itself, so that it has one encoding), never a batch.
+ */
+export interface Batch {
+  type: 'batch'
+  messages: Message[]
+}
+
 export type Message =
   | Hello
   | Ping
@@ -263,8 +280,11 @@ export type Message =
   | ApiForward
   | ApiReply
 
-export type MessageType = Message['type']
-type Body<K extends MessageType> = Omit<Extract<Message, { type: K }>, 'type'>
+/** What an envelope carries: one message, or a batch of them. */
+export type WireMessage = Message | Batch
+
+export type MessageType = WireMessage['type']
+type Body<K extends MessageType> = Omit<Extract<WireMessage, { type: K }>, 'type'>
 
 const nodeInfo = struct<NodeInfo>({
   pubkey: key33,
@@ -304,7 +324,30 @@ const resolution: Encoding<Resolution> = {
   }
 }
 
-/** Wire type ids are part of protocol version 1: never renumber, only append. */
+/** The wire type id, as the envelope header and a batch carry it. */
+export const typeIdEncoding = uint(0xffff)
+
+/** One message inside a batch: its wire type id, then its body. */
+const batchedMessage: Encoding<Message> = {
+  preencode(state, message) {
+    const { type, ...body } = message
+    typeIdEncoding.preencode(state, messageTypeId(type))
+    bodyEncoding(type).preencode(state, body as never)
+  },
+  encode(state, message) {
+    const { type, ...body } = message
+    typeIdEncoding.encode(state, messageTypeId(type))
+    bodyEncoding(type).encode(state, body as never)
+  },
+  decode(state) {
+    const id = typeIdEncoding.decode(state)
+    const type = messageTypeOf(id)
+    if (type === undefined || type === 'batch') throw new RangeError(`batch holds a message of type ${id}`)
+    return { type, ...bodyEncoding(type).decode(state) } as Message
+  }
+}
+
+/** Wire type ids are part of the protocol: never renumber, only append (and raise PROTOCOL_VERSION). */
 const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } } = {
   hello: {
     id: 1,
@@ -393,6 +436,10 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
   'resolution-query': {
     id: 17,
     encoding: struct<Body<'resolution-query'>>({ term: u64, circuits: array(circuit, MAX_CIRCUITS_PER_QUERY) })
+  },
+  batch: {
+    id: 18,
+    encoding: struct<Body<'batch'>>({ messages: array(batchedMessage, MAX_BATCH_MESSAGES, 2) })
   }
 }
 
@@ -414,6 +461,13 @@ export function bodyEncoding<K extends MessageType>(type: K): Encoding<Body<K>> 
   return BODIES[type].encoding
 }
 
+
+/** Bytes `message` takes inside a batch (type id and body); throws RangeError if it is malformed. */
+export function batchedSize(message: Message): number {
+  const state = c.state()
+  batchedMessage.preencode(state, message)
+  return state.end
+}
 
 /** The key a message claims as its author, which must be the envelope's sender; null if none. */
 export function claimedSender(message: Message): Uint8Array | null {

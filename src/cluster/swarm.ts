@@ -11,17 +11,23 @@
 //      replicates its cores over the same muxer) and we send our hello.
 //   4. Every frame then goes through the InboundGate (rate, shape, sender, signature, skew, replay);
 //      the first message must be the peer's hello. Any failure disconnects and bans the peer.
+//
+// Sending: messages are queued per peer and sent together, what was queued for a peer as one
+// envelope (a batch when there are several, messages.ts), so that under load one signature and one
+// verification cover many decisions, notices or acks. An idle agent sends as soon as the code that
+// queued a message is done (a microtask); a busy one (its last send was a batch) waits for the rest
+// of the event loop's turn, to batch what that turn's I/O brings too.
 import { EventEmitter } from 'node:events'
 import Hyperswarm, { type NoiseSocket, type PeerDiscoverySession, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
 import Protomux, { type Channel, type Message as MuxMessage } from 'protomux'
 import c from 'compact-encoding'
 import { deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from './auth.ts'
-import { encodeEnvelope, type AgentKeyPair, type Envelope } from './envelope.ts'
+import { batchMessages, encodeEnvelope, outgoingMessage, type AgentKeyPair, type Envelope, type OutgoingMessage } from './envelope.ts'
 import { PeerError, type PeerErrorCode } from './errors.ts'
 import { BanList, DEFAULT_RATE_LIMITS, InboundGate, ReportLimiter, type RateLimits } from './guard.ts'
 import { loadOrCreateAgentKeyPair } from './keys.ts'
-import { PROTOCOL_VERSION, type Hello, type Message } from './messages.ts'
+import { PROTOCOL_VERSION, type Hello, type Message, type WireMessage } from './messages.ts'
 import { PeerTable, type PeerStatus } from './peers.ts'
 import { SequenceAllocator } from './sequence.ts'
 
@@ -108,6 +114,10 @@ export class ClusterSwarm extends EventEmitter {
   /** Last sequence number accepted per sender, across all of its connections. */
   private readonly lastSeq = new Map<string, number>()
   private readonly connections = new Map<string, Connection>()
+  /** Messages queued since the last flush, per connection, in the order they were sent. */
+  private readonly outbox = new Map<Connection, OutgoingMessage[]>()
+  /** How many messages the last flush sent: more than one means busy (see "Sending" above). */
+  private lastFlushCount = 0
   private readonly timer: NodeJS.Timeout
   private discovery: PeerDiscoverySession | null = null
   /**
@@ -178,25 +188,58 @@ export class ClusterSwarm extends EventEmitter {
   }
 
   /**
-   * Signs `message` and queues it for one authenticated peer; false if it is not connected.
+   * Queues `message` for one authenticated peer (sent, signed, when this turn ends); false if it is
+   * not connected. Throws RangeError at once for a malformed or oversized message.
    * Frames are queued without backpressure: callers bound what they send (one offer per HTLC).
    */
   send(peer: string, message: Message): boolean {
     const conn = this.connections.get(peer)
-    if (conn === undefined) return false
-    return conn.sendBytes(this.seal(message))
+    if (conn === undefined || !conn.isOpen()) return false
+    this.enqueue(conn, outgoingMessage(message))
+    return true
   }
 
-  /** Signs `message` once and sends it to every authenticated peer; returns how many. */
+  /** Queues `message` for every authenticated peer; returns how many. */
   broadcast(message: Message): number {
-    const bytes = this.seal(message)
-    let sent = 0
-    for (const conn of this.connections.values()) if (conn.sendBytes(bytes)) sent++
-    return sent
+    const open = [...this.connections.values()].filter((conn) => conn.isOpen())
+    if (open.length === 0) return 0
+    const queued = outgoingMessage(message)
+    for (const conn of open) this.enqueue(conn, queued)
+    return open.length
+  }
+
+  private enqueue(conn: Connection, queued: OutgoingMessage): void {
+    const messages = this.outbox.get(conn)
+    if (messages !== undefined) return void messages.push(queued)
+    if (this.outbox.size === 0) {
+      const later = this.lastFlushCount > 1 ? setImmediate : queueMicrotask
+      later(() => this.flushOutbox())
+    }
+    this.outbox.set(conn, [queued])
+  }
+
+  /**
+   * Sends what was queued: per peer, its messages in order, batched. A message that goes alone to
+   * several peers (a broadcast) is signed once, as one envelope for all of them.
+   */
+  private flushOutbox(): void {
+    const outbox = [...this.outbox]
+    this.outbox.clear()
+    this.lastFlushCount = 0
+    if (this.closing) return
+    const sealed = new Map<WireMessage, Uint8Array>()
+    for (const [conn, queued] of outbox) {
+      this.lastFlushCount += queued.length
+      for (const message of batchMessages(queued)) {
+        let bytes = sealed.get(message)
+        if (bytes === undefined) sealed.set(message, (bytes = this.seal(message)))
+        conn.sendBytes(bytes)
+      }
+    }
   }
 
   /** Envelope for one send: a fresh sequence number and our clock. */
-  private seal(message: Message): Uint8Array {
+  private seal(message: WireMessage): Uint8Array {
     return encodeEnvelope(this.keyPair, this.seq.next(), this.now(), message)
   }
 
@@ -369,11 +412,16 @@ class Connection {
     channel.open(host.proofFor(socket))
   }
 
+  /** True while the channel is open to an authenticated peer. */
+  isOpen(): boolean {
+    return this.authenticated && this.channel !== null && this.frames !== null && !this.channel.closed
+  }
+
   /** Queues one envelope; false when the channel is not (or no longer) open to an authenticated peer. */
   sendBytes(bytes: Uint8Array): boolean {
-    if (!this.authenticated || this.channel === null || this.frames === null || this.channel.closed) return false
+    if (!this.isOpen()) return false
     // send() answers whether the stream is drained, not whether the frame was queued: it was.
-    this.frames.send(bytes)
+    this.frames!.send(bytes)
     return true
   }
 
@@ -407,10 +455,10 @@ class Connection {
     try {
       if (!this.authenticated) throw new PeerError('bad_proof', 'message before a valid proof')
       const now = this.host.now()
-      const envelope = this.gate.check(data, now)
+      const delivered = this.gate.check(data, now)
       this.status.lastSeen = now
       this.unanswered = 0
-      this.handle(envelope)
+      for (const envelope of delivered) this.handle(envelope)
     } catch (err) {
       if (!(err instanceof PeerError)) throw err
       this.fail(err)

@@ -155,7 +155,7 @@ export class SimLndServer {
       const denied = this.checkMacaroon(call)
       if (denied !== null) return callback(denied)
       void (async () => {
-        await sleep(this.delayMs)
+        await this.faultDelay()
         try {
           callback(null, handler(call.request))
         } catch (err) {
@@ -181,6 +181,14 @@ export class SimLndServer {
         endWithStatus(call, toStatus(err))
       }
     }
+  }
+
+  /**
+   * The fault delay, if one is set. Without one nothing waits for a timer: a timer costs at least a
+   * millisecond, and the interceptor's resolutions, applied in order, would each wait for one.
+   */
+  private async faultDelay (): Promise<void> {
+    if (this.delayMs > 0) await sleep(this.delayMs)
   }
 
   /** Writes after the fault delay; a write on a stream that ended meanwhile is dropped. */
@@ -385,7 +393,7 @@ export class SimLndServer {
     let queue = Promise.resolve()
     call.on('data', (response: any) => {
       queue = queue.then(async () => {
-        await sleep(this.delayMs)
+        await this.faultDelay()
         if (this.interceptorCall !== call) return
         try {
           switch_.resolve(toResolution(response))

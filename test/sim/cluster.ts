@@ -12,7 +12,7 @@
 // resolutions of one circuit, lnd failing an HTLC an attentive agent should have failed first) are
 // recorded in `violations`; test/sim/invariants.ts checks the rest from the log after a run.
 import { ClusterMember, DEFAULT_TIMING, type MemberAction } from '../../src/cluster/member.ts'
-import type { Hello, Message } from '../../src/cluster/messages.ts'
+import { PROTOCOL_VERSION, type Hello, type Message } from '../../src/cluster/messages.ts'
 import { edgeHtlcId, type EdgeHtlc } from '../../src/edge/edge.ts'
 import type { Decision } from '../../src/lnd/circuits.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
@@ -130,7 +130,7 @@ export class SimAgent {
       agent: Buffer.from(this.spec.id, 'hex'),
       role: this.spec.candidate ? 'candidate' : this.spec.nodes.length > 0 ? 'edge' : 'witness',
       priority: this.spec.priority ?? 0,
-      protocolVersion: 1,
+      protocolVersion: PROTOCOL_VERSION,
       muxKey: null,
       nodes: this.spec.nodes.map((n) => ({ pubkey: Buffer.from(n, 'hex'), alias: n.slice(0, 8), virtualScid: 1n, inboundMsat: 0n })),
       auditCore: Buffer.alloc(32)

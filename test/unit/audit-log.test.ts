@@ -34,7 +34,40 @@ test('a durable append resolves only after the WAL fsync (or flush) that covers 
   assert.equal((await recordsOf(log)).length, 502)
 })
 
-test('when the WAL rotates between the append and its fsync, a RocksDB flush makes the record durable', async (t) => {
+test('records appended in one turn of the event loop are written as one block', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const lazy = log.append({ type: 'agent_start', time: 1, software: 'highwire', agent: bytes(32, 1) }, { durable: false })
+  await Promise.all([lazy, log.append(settle(1, 2))])
+  assert.equal(log.stats.blocks, 1)
+  assert.equal(log.stats.records, 2)
+})
+
+// The timeout only turns a regression (the lazy append waiting for the held fsync) into a failure rather than a hang.
+test('while an fsync runs, lazy appends are written without waiting for it, and durable ones share the next', { timeout: 20_000 }, async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const db = log.store.storage.db
+  const currentWalFile = db.currentWalFile.bind(db)
+  // The fsync's own look at the WAL (the second call) waits until the test lets it go.
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => (release = resolve))
+  let calls = 0
+  db.currentWalFile = async () => {
+    if (++calls === 2) await held
+    return currentWalFile()
+  }
+  let firstDurable = false
+  const first = log.append(settle(1, 1)).then(() => (firstDurable = true))
+  while (calls < 2) await new Promise((resolve) => setImmediate(resolve))
+  await log.append({ type: 'agent_start', time: 2, software: 'highwire', agent: bytes(32, 1) }, { durable: false })
+  assert.equal(firstDurable, false, 'the lazy append was written while the first fsync was still running')
+  const later = [log.append(settle(2, 3)), log.append(settle(3, 4))]
+  release()
+  await Promise.all([first, ...later])
+  assert.equal(log.stats.flushes, 2, 'the two durable appends made during the first fsync shared the second')
+  assert.equal(log.stats.blocks, 3)
+})
+
+test('when the WAL rotates between the look before the append and the fsync, a RocksDB flush makes the record durable; the next append fsyncs the WAL again', async (t) => {
   const log = await openLog(t, await tempDir(t))
   const db = log.store.storage.db
   const currentWalFile = db.currentWalFile.bind(db)
@@ -53,6 +86,39 @@ test('when the WAL rotates between the append and its fsync, a RocksDB flush mak
   await log.append(settle(1, 2))
   assert.equal(flushes, 1)
   assert.equal(log.stats.walSyncs, 0)
+  await log.append(settle(2, 3))
+  assert.equal(flushes, 1, 'the next durable append is an fsync of the WAL again, not another flush')
+  assert.equal(log.stats.walSyncs, 1)
+})
+
+test('after the first fsync, a durable append looks at the WAL only once, beside its own fsync', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const db = log.store.storage.db
+  const currentWalFile = db.currentWalFile.bind(db)
+  let calls = 0
+  db.currentWalFile = async () => {
+    calls++
+    return currentWalFile()
+  }
+  await log.append(settle(1, 1))
+  assert.equal(calls, 2, 'the first: before its append, and at its fsync')
+  await log.append(settle(2, 2))
+  assert.equal(calls, 3, "the second uses the first fsync's look as its look before the append")
+  assert.equal(log.stats.walSyncs, 2)
+  // A rotation seen by the look beside the fsync of the open file: a flush makes the record durable.
+  db.currentWalFile = async () => {
+    const wal = await currentWalFile()
+    return ++calls === 4 ? { ...wal, number: wal.number + 1 } : wal
+  }
+  const flush = db.flush.bind(db)
+  let flushes = 0
+  db.flush = async () => {
+    flushes++
+    await flush()
+  }
+  await log.append(settle(3, 3))
+  assert.equal(flushes, 1)
+  assert.equal(log.stats.walSyncs, 2)
 })
 
 test('a record that fails to encode rejects its own append only', async (t) => {

@@ -3,15 +3,18 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import sodium from 'sodium-universal'
 import {
+  batchMessages,
   decodeEnvelope,
   encodeEnvelope,
+  outgoingMessage,
   sealEnvelope,
+  unbatch,
   verifyEnvelope,
   MAX_ENVELOPE_BYTES,
   type AgentKeyPair
 } from '../../src/cluster/envelope.ts'
 import { EnvelopeError, PeerError } from '../../src/cluster/errors.ts'
-import { messageTypeId, ONION_PACKET_BYTES, type Message, type MessageType } from '../../src/cluster/messages.ts'
+import { MAX_BATCH_MESSAGES, PROTOCOL_VERSION, messageTypeId, ONION_PACKET_BYTES, type Message, type MessageType, type WireMessage } from '../../src/cluster/messages.ts'
 import { InboundGate, DEFAULT_RATE_LIMITS, TokenBucket, BanList, ReportLimiter } from '../../src/cluster/guard.ts'
 import { checkClusterSecret, deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from '../../src/cluster/auth.ts'
 import { ClusterError } from '../../src/cluster/errors.ts'
@@ -27,14 +30,14 @@ const circuit = { node: randomBytes(33), chanId: 0x8000_0000_0000_0001n, htlcId:
 const view = { term: 3, records: 41 }
 
 /** One sample of every message type, with fields at awkward values (max uint64, empty, null). */
-function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { type: K }> } {
+function samples(agent: Uint8Array): { [K in MessageType]: Extract<WireMessage, { type: K }> } {
   return {
     hello: {
       type: 'hello',
       agent,
       role: 'candidate',
       priority: 10,
-      protocolVersion: 1,
+      protocolVersion: PROTOCOL_VERSION,
       muxKey: randomBytes(33),
       nodes: [
         { pubkey: randomBytes(33), alias: 'alice ⚡', virtualScid: 0xffff_ffff_ffff_ffffn, inboundMsat: 5_000_000_000n },
@@ -70,13 +73,14 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<Message, { ty
     'api-forward': { type: 'api-forward', requestId: 1, method: 'AddInvoice', payload: randomBytes(20) },
     'api-reply': { type: 'api-reply', requestId: 1, status: 0, message: '', payload: new Uint8Array(0), done: false },
     'record-notice': { type: 'record-notice', term: 3, record: Buffer.from('{"type":"cancelled"}') },
-    'record-ack': { type: 'record-ack', term: 3, digest: new Uint8Array(32).fill(9) }
+    'record-ack': { type: 'record-ack', term: 3, digest: new Uint8Array(32).fill(9) },
+    batch: { type: 'batch', messages: [{ type: 'ping', nonce: 1 }, { type: 'record-ack', term: 3, digest: new Uint8Array(32).fill(1) }, { type: 'ping', nonce: 1 }] }
   }
 }
 
 test('every message type survives an envelope round trip and verifies', () => {
   const kp = keyPair()
-  const all = Object.values(samples(kp.publicKey)) as Message[]
+  const all = Object.values(samples(kp.publicKey)) as WireMessage[]
   // Both failure forms of a decision, too.
   all.push(
     { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail', message: randomBytes(292) } },
@@ -147,7 +151,7 @@ test('decodeEnvelope rejects oversize, unknown types, trailing bytes and non-can
 
 test('fuzz: mutated recorded envelopes give an EnvelopeError or a valid decode, never anything else', () => {
   const kp = keyPair()
-  const recorded = (Object.values(samples(kp.publicKey)) as Message[]).map((m, i) => encodeEnvelope(kp, i + 1, 5, m))
+  const recorded = (Object.values(samples(kp.publicKey)) as WireMessage[]).map((m, i) => encodeEnvelope(kp, i + 1, 5, m))
   let rejected = 0
   let forged = 0
   for (let i = 0; i < 3000; i++) {
@@ -219,6 +223,63 @@ test('the inbound gate rejects each bad envelope with its reason', () => {
   assert.equal(reason(ping(11), tight), 'accepted')
   assert.equal(reason(ping(12), tight), 'accepted')
   assert.equal(reason(ping(13), tight), 'rate_limited')
+})
+
+test('the inbound gate delivers a batch as its messages, in order, each checked and counted', () => {
+  const kp = keyPair()
+  const key = Buffer.from(kp.publicKey).toString('hex')
+  const now = 1_700_000_000_000
+  const limits = { messagesPerSecond: 1, messageBurst: 3, bytesPerSecond: 1e9, byteBurst: 1e9 }
+  const gate = new InboundGate(key, new Map(), { limits, maxClockSkewMs: 60_000 }, now)
+  const pings = (n: number): Message[] => Array.from({ length: n }, (_, i) => ({ type: 'ping', nonce: i }))
+  const bytes = encodeEnvelope(kp, 1, now, { type: 'batch', messages: pings(3) })
+  const delivered = gate.check(bytes, now)
+  assert.deepEqual(delivered.map((e) => e.message), pings(3))
+  assert.ok(delivered.every((e) => e.seq === 1 && e.time === now && e.bytes === delivered[0]!.bytes))
+  // Three messages took the whole burst of three: one more is over the rate.
+  assert.throws(() => gate.check(encodeEnvelope(kp, 2, now, { type: 'ping', nonce: 9 }), now), { code: 'rate_limited' })
+  const open = new InboundGate(key, new Map(), { limits: DEFAULT_RATE_LIMITS, maxClockSkewMs: 60_000 }, now)
+  const lease = { type: 'lease', term: 1, leader: keyPair().publicKey, at: now } as const
+  assert.throws(() => open.check(encodeEnvelope(kp, 3, now, { type: 'batch', messages: [...pings(1), lease] }), now), { code: 'wrong_sender' })
+})
+
+test('a batch holds two to MAX_BATCH_MESSAGES messages and no batch', () => {
+  const kp = keyPair()
+  const batchId = messageTypeId('batch')
+  const ping = messageTypeId('ping')
+  // count, then per message its type id and body (a ping's nonce is one byte here)
+  const body = (...messages: number[][]): Uint8Array => Uint8Array.of(messages.length, ...messages.flat())
+  const code = (data: Uint8Array): string => {
+    try {
+      decodeEnvelope(data)
+    } catch (err) {
+      assert.ok(err instanceof EnvelopeError)
+      return err.code
+    }
+    return 'decoded'
+  }
+  assert.equal(code(sealEnvelope(kp, 1, 1, batchId, body([ping, 1], [ping, 2]))), 'decoded')
+  assert.equal(code(sealEnvelope(kp, 1, 1, batchId, body([ping, 1]))), 'malformed_body')
+  assert.equal(code(sealEnvelope(kp, 1, 1, batchId, body([ping, 1], [batchId, 2, ping, 1, ping, 2]))), 'malformed_body')
+  assert.throws(() => encodeEnvelope(kp, 1, 1, { type: 'batch', messages: [{ type: 'ping', nonce: 1 }] }), RangeError)
+  const many = Array.from({ length: MAX_BATCH_MESSAGES + 1 }, (_, i): Message => ({ type: 'ping', nonce: i }))
+  assert.throws(() => encodeEnvelope(kp, 1, 1, { type: 'batch', messages: many }), RangeError)
+})
+
+test('batchMessages keeps the order, sends a lone message as itself, and fills envelopes up to their limits', () => {
+  const kp = keyPair()
+  const sample = samples(kp.publicKey)
+  const offers = Array.from({ length: 100 }, (_, i): Message => ({ ...sample['htlc-offer'], circuit: { ...circuit, htlcId: BigInt(i) } }))
+  const lone = batchMessages([outgoingMessage(offers[0]!)])
+  assert.deepEqual(lone, [offers[0]])
+  const packed = batchMessages(offers.map(outgoingMessage))
+  assert.ok(packed.length >= 3 && packed.length < 10, `${packed.length} envelopes for 100 offers`)
+  const delivered = packed.flatMap((m, i) => unbatch(decodeEnvelope(encodeEnvelope(kp, i + 1, 1, m))).map((e) => e.message))
+  assert.deepEqual(delivered, normalize(offers))
+  const pings = Array.from({ length: MAX_BATCH_MESSAGES + 1 }, (_, i): Message => ({ type: 'ping', nonce: i }))
+  assert.deepEqual(batchMessages(pings.map(outgoingMessage)).map((m) => (m.type === 'batch' ? m.messages.length : 1)), [MAX_BATCH_MESSAGES, 1])
+  assert.throws(() => outgoingMessage({ type: 'ping', nonce: -1 }), RangeError)
+  assert.throws(() => outgoingMessage({ type: 'records-reply', term: 1, requestId: 1, records: Array.from({ length: 5 }, () => new Uint8Array(16 * 1024)), done: true }), RangeError)
 })
 
 test('token bucket, ban list and report limiter follow the injected clock', () => {

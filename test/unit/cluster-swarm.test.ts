@@ -18,7 +18,7 @@ import { decodeEnvelope, encodeEnvelope, sealEnvelope, verifyEnvelope, MAX_ENVEL
 import { loadOrCreateAgentKeyPair, AGENT_KEY_FILE } from '../../src/cluster/keys.ts'
 import { ClusterError } from '../../src/cluster/errors.ts'
 import { SequenceAllocator, SEQUENCE_BLOCK, SEQUENCE_FILE } from '../../src/cluster/sequence.ts'
-import type { Hello, Message } from '../../src/cluster/messages.ts'
+import { PROTOCOL_VERSION, type Hello, type Message } from '../../src/cluster/messages.ts'
 import type { PeerStatus } from '../../src/cluster/peers.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -174,6 +174,17 @@ test('two agents with the secret prove it, exchange hellos, signed messages and 
   assert.ok(health.lastSeen >= health.connectedAt)
   assert.equal(a.broadcast({ type: 'vote', term: 1, voter: a.publicKey, granted: true, view: { term: 3, records: 41 }, pre: false }), 1)
 
+  // What is sent to a peer in one turn travels as one signed envelope, delivered in order.
+  const burst = Array.from({ length: 5 }, (_, i): Message => ({ type: 'records-request', term: 4, requestId: 10 + i, after: 0 }))
+  for (const m of burst) assert.ok(a.send(hex(b.publicKey), m))
+  await until(() => messages.some((m) => m.message.type === 'records-request' && m.message.requestId === 14), 'the burst')
+  const delivered = messages.filter((m) => m.message.type === 'records-request' && m.message.term === 4)
+  assert.deepEqual(delivered.map((m) => (m.message as { requestId: number }).requestId), [10, 11, 12, 13, 14])
+  assert.ok(delivered.every((m) => m.bytes === delivered[0]!.bytes && m.seq === delivered[0]!.seq))
+  assert.equal(decodeEnvelope(delivered[0]!.bytes).message.type, 'batch')
+  assert.ok(verifyEnvelope(decodeEnvelope(delivered[0]!.bytes)))
+  assert.throws(() => a.send(hex(b.publicKey), { type: 'ping', nonce: -1 }), RangeError)
+
   // A changed hello replaces the old one; 'peer' fires only for the first.
   b.updateHello({ ...localHello('edge'), nodes: [] })
   await until(() => a.peers.get(hex(b.publicKey))?.hello?.nodes.length === 0, 'the updated hello')
@@ -276,7 +287,7 @@ test('bad envelopes from a member holding the secret are each rejected once, wit
     const channel = Protomux.from(socket).createChannel<Uint8Array>({ protocol: CHANNEL_PROTOCOL, handshake: c.raw })!
     const frames = channel.addMessage({ encoding: c.raw, onmessage() {} })
     channel.open(secretProof(authKey, socket.handshakeHash, kp.publicKey))
-    const hello: Hello = { type: 'hello', agent: kp.publicKey, protocolVersion: 1, ...localHello('edge') }
+    const hello: Hello = { type: 'hello', agent: kp.publicKey, protocolVersion: PROTOCOL_VERSION, ...localHello('edge') }
     for (const frame of script(kp, encodeEnvelope(kp, 1, now, hello))) frames.send(frame)
     return kp
   }
@@ -298,11 +309,11 @@ test('bad envelopes from a member holding the secret are each rejected once, wit
     ['hello_expected', (kp) => [ping(kp, 1)]],
     [
       'wrong_sender',
-      (kp) => [encodeEnvelope(kp, 1, now, { type: 'hello', agent: rand(32), protocolVersion: 1, ...localHello() })]
+      (kp) => [encodeEnvelope(kp, 1, now, { type: 'hello', agent: rand(32), protocolVersion: PROTOCOL_VERSION, ...localHello() })]
     ],
     [
       'protocol_version',
-      (kp) => [encodeEnvelope(kp, 1, now, { type: 'hello', agent: kp.publicKey, protocolVersion: 2, ...localHello() })]
+      (kp) => [encodeEnvelope(kp, 1, now, { type: 'hello', agent: kp.publicKey, protocolVersion: PROTOCOL_VERSION + 1, ...localHello() })]
     ],
     ['wrong_sender', (_kp, hello) => [hello, ping(DHT.keyPair(), 2)]],
     ['clock_skew', (kp) => [encodeEnvelope(kp, 1, now + 3_600_000, { type: 'ping', nonce: 1 })]]
