@@ -6,7 +6,7 @@ import { AuditLog } from '../../src/audit/log.ts'
 import { openRegistry, decodeSnapshot, encodeSnapshot, SNAPSHOT_FILE } from '../../src/audit/checkpoint.ts'
 import { state } from '../../src/audit/replay.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
-import { tempDir, openLog, bytes, settle } from './audit-helpers.ts'
+import { tempDir, openLog, bytes, settle, replicateCore } from './audit-helpers.ts'
 
 type Settle = AuditRecord & { type: 'settle_requested' }
 
@@ -111,15 +111,7 @@ test('snapshots round-trip conflicts, cancels and several writers, covering repl
   await b.append({ ...one, setId: bytes(32, 0xee), time: 11 }) // a second set for the same invoice
   await b.append({ type: 'settle_cancelled', time: 12, term: 1, hash: one.hash }) // cancel after settle
   await b.append({ type: 'settle_cancelled', time: 13, term: 1, hash: bytes(32, 3) })
-  const s1 = a.replicate(true)
-  const s2 = b.replicate(false)
-  s1.pipe(s2).pipe(s1)
-  t.after(() => {
-    s1.destroy()
-    s2.destroy()
-  })
-  const replica = await a.openReplica(b.key)
-  while (replica.contiguousLength < b.core.length) await new Promise((r) => setTimeout(r, 20))
+  await replicateCore(a, b)
 
   const reg = await openRegistry(a)
   assert.deepEqual(reg.state.conflicts.map((k) => k.reason), ['second_set', 'cancel_after_settle'])

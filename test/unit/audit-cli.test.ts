@@ -17,7 +17,7 @@ import { AuditLog } from '../../src/audit/log.ts'
 import { auditCommand } from '../../src/cli/audit.ts'
 import { configRecord, type AuditRecord, type HtlcRef } from '../../src/audit/records.ts'
 import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts'
-import { tempDir, bytes, htlc, settle } from './audit-helpers.ts'
+import { tempDir, bytes, htlc, settle, replicateCore } from './audit-helpers.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 /** `node src audit …`, as an operator runs it. */
@@ -106,13 +106,7 @@ async function scenario(t: TestContext): Promise<Scenario> {
   }
   await b.append({ type: 'agent_stop', time: BASE + 3 * HOUR, reason: 'done' })
 
-  const s1 = a.replicate(true)
-  const s2 = b.replicate(false)
-  s1.pipe(s2).pipe(s1)
-  const replica = await a.openReplica(b.key)
-  while (replica.contiguousLength < b.core.length) await new Promise((r) => setTimeout(r, 20))
-  s1.destroy()
-  s2.destroy()
+  await replicateCore(a, b)
   const scenario = { dir, config, a: hex(a.key), b: hex(b.key), hashes, received, peer }
   await a.close()
   await b.close()

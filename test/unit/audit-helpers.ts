@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import type Hypercore from 'hypercore'
 import { AuditLog, readBlocks } from '../../src/audit/log.ts'
 import { toMuxRecord } from '../../src/audit/mux-store.ts'
 import type { AuditRecord, HtlcRef } from '../../src/audit/records.ts'
@@ -36,6 +37,36 @@ export async function openLog(t: TestContext, path: string, opts: { readOnly?: b
 }
 
 // Buffers, as compact-encoding decodes bytes to Buffers (deepEqual compares prototypes).
+/** Connects two stores for replication (`a` initiates), as a cluster connection does; returns what disconnects them. */
+export function pipe(a: AuditLog, b: AuditLog): () => void {
+  const s1 = a.replicate(true)
+  const s2 = b.replicate(false)
+  s1.pipe(s2).pipe(s1)
+  s1.on('error', () => {})
+  s2.on('error', () => {})
+  return () => {
+    s1.destroy()
+    s2.destroy()
+  }
+}
+
+/** Waits until `replica` holds every block `source` has now. */
+export async function caughtUp(replica: Hypercore, source: AuditLog): Promise<void> {
+  while (replica.contiguousLength < source.core.length) await new Promise((r) => setTimeout(r, 10))
+}
+
+/** `into` replicates the whole of `from`'s core over a connection of their own, closed after. */
+export async function replicateCore(into: AuditLog, from: AuditLog): Promise<Hypercore> {
+  const unpipe = pipe(into, from)
+  try {
+    const replica = await into.openReplica(from.key)
+    await caughtUp(replica, from)
+    return replica
+  } finally {
+    unpipe()
+  }
+}
+
 export const bytes = (n: number, fill: number): Uint8Array => Buffer.alloc(n, fill)
 
 export function htlc(nodeFill: number, chanId: bigint, htlcId: bigint, amountMsat: bigint): HtlcRef {

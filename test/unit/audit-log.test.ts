@@ -8,7 +8,7 @@ import { PeerWriteLimiter } from '../../src/audit/limit.ts'
 import { state } from '../../src/audit/replay.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
-import { tempDir, openLog, defer, bytes, settle, muxRecordsOf } from './audit-helpers.ts'
+import { tempDir, openLog, defer, bytes, settle, muxRecordsOf, pipe } from './audit-helpers.ts'
 
 async function recordsOf(log: AuditLog, core = log.core): Promise<AuditRecord[]> {
   const out: AuditRecord[] = []
@@ -172,18 +172,6 @@ test('storage: one writer at a time, read-only readers beside it, and a copied d
   const reopened = await openLog(t, dir, { id: 'agent-a' })
   assert.equal((await recordsOf(reopened)).length, 1)
 })
-
-function pipe(a: AuditLog, b: AuditLog): () => void {
-  const s1 = a.replicate(true)
-  const s2 = b.replicate(false)
-  s1.pipe(s2).pipe(s1)
-  s1.on('error', () => {})
-  s2.on('error', () => {})
-  return () => {
-    s1.destroy()
-    s2.destroy()
-  }
-}
 
 async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms

@@ -13,7 +13,7 @@ import { MUX_SNAPSHOT_FILE, openMuxLedger, toAuditRecord } from '../../src/audit
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import { encodeRecord } from '../../src/mux/records.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
-import { muxRecordsOf, openLog, tempDir } from './audit-helpers.ts'
+import { caughtUp, defer, muxRecordsOf, openLog, pipe, tempDir } from './audit-helpers.ts'
 import { rng } from './fuzz-kit.ts'
 import { behaviour, history, OTHER_KEY, realInvoices, restored, shuffled } from './ledger-fixture.ts'
 import { IDENTITY_KEY } from './mux-fixture.ts'
@@ -37,17 +37,9 @@ async function append(log: AuditLog, record: AuditRecord): Promise<number> {
 async function twoLogs(t: TestContext): Promise<{ a: AuditLog; b: AuditLog; replicated: () => Promise<void> }> {
   const a = await openLog(t, await tempDir(t))
   const b = await openLog(t, await tempDir(t))
-  const s1 = a.replicate(true)
-  const s2 = b.replicate(false)
-  s1.pipe(s2).pipe(s1)
-  t.after(() => {
-    s1.destroy()
-    s2.destroy()
-  })
+  defer(t, pipe(a, b))
   const replica = await a.openReplica(b.key)
-  const replicated = async (): Promise<void> => {
-    while (replica.contiguousLength < b.core.length) await new Promise((r) => setTimeout(r, 20))
-  }
+  const replicated = (): Promise<void> => caughtUp(replica, b)
   return { a, b, replicated }
 }
 

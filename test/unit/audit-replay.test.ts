@@ -5,7 +5,7 @@ import type Hypercore from 'hypercore'
 import { AuditLog } from '../../src/audit/log.ts'
 import { verify, timeline, statement, state, type EnvelopeVerifier } from '../../src/audit/replay.ts'
 import type { AuditRecord, HtlcRef } from '../../src/audit/records.ts'
-import { tempDir, openLog, defer, bytes, htlc, settle } from './audit-helpers.ts'
+import { tempDir, openLog, defer, bytes, htlc, settle, pipe } from './audit-helpers.ts'
 
 // Test envelopes: signature(64) ‖ message, ed25519 by the peer's raw 32-byte public key.
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
@@ -20,18 +20,6 @@ const seal = (priv: KeyObject, msg: string): Uint8Array => {
 const verifier: EnvelopeVerifier = (envelope, peer) => {
   const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, peer]), format: 'der', type: 'spki' })
   return edVerify(null, envelope.subarray(64), key, envelope.subarray(0, 64))
-}
-
-function pipe(a: AuditLog, b: AuditLog): () => void {
-  const s1 = a.replicate(true)
-  const s2 = b.replicate(false)
-  s1.pipe(s2).pipe(s1)
-  s1.on('error', () => {})
-  s2.on('error', () => {})
-  return () => {
-    s1.destroy()
-    s2.destroy()
-  }
 }
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {

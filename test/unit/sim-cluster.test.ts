@@ -13,7 +13,7 @@ import { SIM_IDENTITY_KEY, simInvoice, simNode, simPart } from '../sim/payments.
 import { edgeHtlcId } from '../../src/edge/edge.ts'
 import { AuditLog } from '../../src/audit/log.ts'
 import { statement, verify } from '../../src/audit/replay.ts'
-import { tempDir } from './audit-helpers.ts'
+import { replicateCore, tempDir } from './audit-helpers.ts'
 
 const ONLY = process.env.HIGHWIRE_SIM_SEED
 const SEEDS = Number(process.env.HIGHWIRE_SIM_SEEDS ?? 1000)
@@ -78,15 +78,7 @@ test('the audit cores of seeded scenarios, written to real Hypercores and replic
       }
       // The first agent's store holds a replica of every other core, as over cluster connections.
       const [first, ...others] = logs as [AuditLog, ...AuditLog[]]
-      for (const other of others) {
-        const a = first.replicate(true)
-        const b = other.replicate(false)
-        a.pipe(b).pipe(a)
-        const replica = await first.openReplica(other.key)
-        while (replica.contiguousLength < other.core.length) await new Promise((r) => setTimeout(r, 10))
-        a.destroy()
-        b.destroy()
-      }
+      for (const other of others) await replicateCore(first, other)
       const report2 = await verify(first, { verifyEnvelope: () => false })
       assert.ok(report2.ok, `seed ${seed}: ${JSON.stringify(report2.cores)}`)
       assert.equal(report2.cores.length, report.audits.size)
