@@ -129,6 +129,8 @@ interface Peer {
 
 interface PendingCommit {
   record: MuxRecord
+  /** recordBytes(record): what every notice of it carries. */
+  encoded: Buffer
   stored: boolean
   acks: Set<string>
   /** A gathered record committed again by a new leader: the mux holds it already. */
@@ -314,7 +316,7 @@ export class ClusterMember {
     const out: MemberAction[] = []
     // Notices still waiting for a majority may have been lost with the old connection.
     for (const commit of this.commits.values()) {
-      if (commit.record.type !== 'final') out.push({ type: 'send', to: peer, message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
+      if (commit.record.type !== 'final') out.push({ type: 'send', to: peer, message: { type: 'record-notice', term: this.leaderTerm, record: commit.encoded } })
     }
     // Offers or decisions may have been lost with the old connection to the leader.
     if (peer === this.election.leader) out.push(...this.fromEdge(this.edge.reforward(peer)))
@@ -346,7 +348,7 @@ export class ClusterMember {
       actions.push(...this.fromEdge(this.edge.reforward(leader)))
       // Likewise a leader's notices still short of a majority go again.
       for (const commit of this.commits.values()) {
-        if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: recordBytes(commit.record) } })
+        if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: commit.encoded } })
       }
       actions.push(...this.resolutionLookups())
     }
@@ -634,12 +636,13 @@ export class ClusterMember {
     for (const record of this.recordsToConfirm(gathering, merged)) {
       if (rejected.has(recordKey(record))) continue
       const copy = record.type !== 'final' && this.heldBy(gathering, record) < majority(this.voters.size) ? { ...record, term: gathering.term } : record
-      const digest = digestOf(recordBytes(copy))
-      const stored = this.holds(copy)
+      const encoded = recordBytes(copy)
+      const digest = digestOf(encoded)
+      const stored = this.holds(copy, digest)
       if (copy !== record) {
         this.recommitting.add(digest)
-        this.commits.set(digest, { record: copy, stored, acks: new Set(), recommit: true })
-        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: recordBytes(copy) } })
+        this.commits.set(digest, { record: copy, encoded, stored, acks: new Set(), recommit: true })
+        out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: encoded } })
       }
       if (!stored) out.push({ type: 'persist-record', record: copy })
     }
@@ -692,14 +695,15 @@ export class ClusterMember {
 
   /** How many voters hold exactly `record`: we, and the members whose answers held it. */
   private heldBy(gathering: NonNullable<ClusterMember['gathering']>, record: MuxRecord): number {
-    const answers = [...(gathering.holders.get(digestOf(recordBytes(record))) ?? [])].filter((id) => this.voters.has(id)).length
-    return answers + (this.voters.has(this.self) && this.holds(record) ? 1 : 0)
+    const digest = digestOf(recordBytes(record))
+    const answers = [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
+    return answers + (this.voters.has(this.self) && this.holds(record, digest) ? 1 : 0)
   }
 
-  /** Whether our own ledger holds exactly `record` (that copy of it). */
-  private holds(record: MuxRecord): boolean {
+  /** Whether our own ledger holds exactly `record` (that copy of it), whose digest is `digest`. */
+  private holds(record: MuxRecord, digest: string): boolean {
     const own = this.ledger.get(record.type, record.hash)
-    return own !== undefined && digestOf(recordBytes(own)) === digestOf(recordBytes(record))
+    return own !== undefined && digestOf(recordBytes(own)) === digest
   }
 
   private startServing(): MemberAction[] {
@@ -820,7 +824,7 @@ export class ClusterMember {
   private commit(record: MuxRecord): MemberAction[] {
     const encoded = recordBytes(record)
     const digest = digestOf(encoded)
-    this.commits.set(digest, { record, stored: false, acks: new Set() })
+    this.commits.set(digest, { record, encoded, stored: false, acks: new Set() })
     const out: MemberAction[] = [{ type: 'persist-record', record }]
     if (record.type !== 'final') out.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: encoded } })
     return out
@@ -864,7 +868,7 @@ export class ClusterMember {
       return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
     }
     const digest = digestOf(recordBytes(record))
-    if (this.holds(record)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
+    if (this.holds(record, digest)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     this.noticeAcks.set(digest, { leader: from, term })
     return [{ type: 'persist-record', record }]
   }

@@ -13,8 +13,6 @@
 import { encodeRecord } from '../mux/records.ts'
 import type { MuxRecord } from '../mux/types.ts'
 
-type SettleRecord = Extract<MuxRecord, { type: 'settle_requested' }>
-
 export interface Resolved {
   /** One record per type and hash, ready for MuxMachine.restore: settles, finals, cancels, then the rest. */
   kept: MuxRecord[]
@@ -74,10 +72,11 @@ export function resolveGathered(records: Iterable<MuxRecord>): Resolved {
     if (record.type !== 'settle_requested') continue
     const hash = hex(record.hash)
     const cancel = byKey('cancelled', hash)
+    const partsFailed = byKey('parts_failed', hash)
     const final = byKey('final', hash)
-    const newer = Math.max(termOf(cancel), termOf(byKey('parts_failed', hash)))
+    const newer = Math.max(termOf(cancel), termOf(partsFailed))
     // A final record means lnd resolved parts of this set: it took effect, whatever came later.
-    const tookEffect = final !== undefined && final.type === 'final' && Buffer.from(final.setId).equals((record as SettleRecord).setId)
+    const tookEffect = final?.type === 'final' && Buffer.from(final.setId).equals(record.setId)
     if (!tookEffect && newer > record.term) {
       latest.delete(recordKey(record))
       superseded.push(record)
@@ -85,7 +84,7 @@ export function resolveGathered(records: Iterable<MuxRecord>): Resolved {
     }
     // The settle record stands: what it outlived is dropped, so that no leader commits it again
     // under a newer term (which would make it look decided after the settlement).
-    for (const older of [cancel, byKey('parts_failed', hash)]) {
+    for (const older of [cancel, partsFailed]) {
       if (older === undefined) continue
       latest.delete(recordKey(older))
       superseded.push(older)
