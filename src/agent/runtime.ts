@@ -323,7 +323,7 @@ export class Agent {
         return
       }
       case 'persist-record':
-        this.audit.append(toAuditRecord(action.record), { durable: true }).then(
+        this.audit.append(toAuditRecord(action.record), { durable: action.durable }).then(
           () => this.apply(this.member.recordPersisted(action.record)),
           (err: Error) => this.log.error('could not store a mux record; it does not take effect', { type: action.record.type, hash: action.record.hash, error: err })
         )
@@ -367,8 +367,10 @@ export class Agent {
 
   /**
    * Write-ahead for the edge (DESIGN.md invariant 6): the decision, and the leader's signed envelope
-   * that carried it, are durable before it is applied. The envelope was queued on receipt, ahead of
-   * the decision in the same log, so the fsync that makes the decision durable covers it too.
+   * that carried it, are in the audit log before it is applied, and durable: by an fsync of their own,
+   * or, for a settle of an HTLC listed by a settle record this agent stored durably before it
+   * acknowledged it (`action.durable` false), by that record. The envelope was queued on receipt,
+   * ahead of the decision in the same log, so whatever makes the decision durable covers it too.
    */
   private async recordDecision(action: Extract<MemberAction, { type: 'edge-record' }>): Promise<void> {
     const htlc = this.member.edge.htlc(action.id)
@@ -386,7 +388,7 @@ export class Agent {
         term: action.term,
         action: action.decision.action,
         reason: action.from === this.id ? '' : `from ${action.from}`
-      }, { durable: true })
+      }, { durable: action.durable })
       const [stored] = await Promise.all([envelopeStored, decided])
       if (!stored) throw new Error("the leader's envelope was not stored")
     } catch (err) {

@@ -104,10 +104,17 @@ export type MemberAction =
   | { type: 'persist-voters'; voters: string[] }
   /** The highest term this member saw a leader in (its election view): durable, like the vote. */
   | { type: 'persist-view'; servedTerm: number }
-  /** Append durably, then call recordPersisted(record). */
-  | { type: 'persist-record'; record: MuxRecord }
-  /** Append the edge's decision durably, then call edgeRecorded(id). */
-  | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision }
+  /**
+   * Append, then call recordPersisted(record): durably, except a final record (`durable` false), which
+   * only reports what lnd did and is looked up again on lnd should it be lost.
+   */
+  | { type: 'persist-record'; record: MuxRecord; durable: boolean }
+  /**
+   * Append the edge's decision, then call edgeRecorded(id): durably, unless `durable` is false, which
+   * it is for a settle of an HTLC that a settle record this member already stored durably lists:
+   * that record is the decision's write-ahead, so the decision need not wait for an fsync of its own.
+   */
+  | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision; durable: boolean }
   | { type: 'resolve'; htlc: EdgeHtlc; decision: InterceptorDecision }
   /** Ask this agent's lnd how it finally resolved the HTLC; if it did, call htlcFinal. */
   | { type: 'lookup-resolution'; node: string; circuit: { chanId: bigint; htlcId: bigint } }
@@ -350,7 +357,8 @@ export class ClusterMember {
       for (const commit of this.commits.values()) {
         if (commit.record.type !== 'final') actions.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: commit.encoded } })
       }
-      actions.push(...this.resolutionLookups())
+      // A set settled less than a period ago is most likely still on its way to lnd's final event.
+      actions.push(...this.resolutionLookups(now - REFORWARD_MS))
     }
     if (this.gathering !== null && now >= this.gathering.deadline) actions.push(...this.finishGathering())
     actions.push(...this.drainQueue())
@@ -362,12 +370,13 @@ export class ClusterMember {
    * The serving leader's settled-set HTLCs whose final resolution it has not heard: its own nodes'
    * are looked up on its lnd, the others are asked of their holders (a resolution reported to a
    * previous leader, or while nobody led, is otherwise lost, and the set never recorded final).
+   * Only sets whose settlement was requested before `requestedBefore` (ms), if given.
    */
-  resolutionLookups(): MemberAction[] {
+  resolutionLookups(requestedBefore = Infinity): MemberAction[] {
     if (!this.isServing()) return []
     const out: MemberAction[] = []
     const byHolder = new Map<string, Circuit[]>()
-    for (const circuit of this.mux!.pendingResolutions()) {
+    for (const circuit of this.mux!.pendingResolutions(requestedBefore)) {
       const node = hex(circuit.node)
       if (this.opts.nodes.includes(node)) {
         out.push({ type: 'lookup-resolution', node, circuit: { chanId: circuit.chanId, htlcId: circuit.htlcId } })
@@ -644,7 +653,7 @@ export class ClusterMember {
         this.commits.set(digest, { record: copy, encoded, stored, acks: new Set(), recommit: true })
         out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: encoded } })
       }
-      if (!stored) out.push({ type: 'persist-record', record: copy })
+      if (!stored) out.push({ type: 'persist-record', record: copy, durable: true })
     }
     this.servedRecords = merged.size
     if (this.recommitting.size === 0) out.push(...this.startServing())
@@ -825,7 +834,7 @@ export class ClusterMember {
     const encoded = recordBytes(record)
     const digest = digestOf(encoded)
     this.commits.set(digest, { record, encoded, stored: false, acks: new Set() })
-    const out: MemberAction[] = [{ type: 'persist-record', record }]
+    const out: MemberAction[] = [{ type: 'persist-record', record, durable: record.type !== 'final' }]
     if (record.type !== 'final') out.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: encoded } })
     return out
   }
@@ -870,7 +879,7 @@ export class ClusterMember {
     const digest = digestOf(recordBytes(record))
     if (this.holds(record, digest)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     this.noticeAcks.set(digest, { leader: from, term })
-    return [{ type: 'persist-record', record }]
+    return [{ type: 'persist-record', record, durable: true }]
   }
 
   // -------------------------------------------------------------------------------------------
@@ -887,7 +896,7 @@ export class ClusterMember {
           break
         }
         case 'record':
-          out.push({ type: 'edge-record', id: action.id, term: action.term, from: action.from, decision: action.decision })
+          out.push({ type: 'edge-record', id: action.id, term: action.term, from: action.from, decision: action.decision, durable: !this.settleStored(action.id, action.decision) })
           break
         case 'resolve':
           out.push({ type: 'resolve', htlc: action.htlc, decision: action.decision })
@@ -898,6 +907,14 @@ export class ClusterMember {
       }
     }
     return out
+  }
+
+  /** Whether `decision` settles an HTLC listed by a settle record in our ledger (stored durably). */
+  private settleStored(id: string, decision: InterceptorDecision): boolean {
+    const htlc = this.edge.htlc(id)
+    if (decision.action !== 'settle' || htlc === undefined) return false
+    const settle = this.ledger.get('settle_requested', htlc.paymentHash)
+    return settle?.htlcs.some((h) => edgeHtlcId({ node: hex(h.circuit.node), circuit: h.circuit }) === id) === true
   }
 
   private updateView(): void {

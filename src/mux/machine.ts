@@ -409,12 +409,15 @@ export class MuxMachine {
     return out
   }
 
-  /** Settled-set HTLCs whose final resolution is still unknown: look them up after a restart. */
-  pendingResolutions(): Circuit[] {
+  /**
+   * Settled-set HTLCs whose final resolution is still unknown, of sets whose settlement was requested
+   * before `requestedBefore` (ms): look them up after a restart, or when lnd's report is overdue.
+   */
+  pendingResolutions(requestedBefore = Infinity): Circuit[] {
     const circuits: Circuit[] = []
     for (const invoice of this.invoices.values()) {
       const settled = invoice.settled
-      if (settled === undefined || settled.final !== undefined) continue
+      if (settled === undefined || settled.final !== undefined || settled.requestedAt >= requestedBefore) continue
       for (const [key, htlc] of settled.htlcs) if (!settled.resolved.has(key)) circuits.push(htlc.circuit)
     }
     return circuits

@@ -76,6 +76,8 @@ export function prng(seed: number): () => number {
 
 const STEP_MS = 10
 const DISK_MS = 10
+/** An audit append that waits for no fsync of its own (a final record; a settle covered by a settle record). */
+const APPEND_MS = 1
 /** lnd reports a resolution as final (FinalHtlcEvent) this long after it took it. */
 const FINAL_MS = 20
 /** An agent that has run this long with its LND up has had time to fail an HTLC at its margin. */
@@ -363,7 +365,7 @@ export class ClusterSim {
           agent.storage.servedTerm = action.servedTerm
           break
         case 'persist-record':
-          this.later(DISK_MS, () => {
+          this.later(action.durable ? DISK_MS : APPEND_MS, () => {
             if (!agent.alive || agent.member !== member) return
             agent.storage.records.push(action.record)
             agent.audit.push(toAuditRecord(action.record))
@@ -376,7 +378,7 @@ export class ClusterSim {
           })
           break
         case 'edge-record':
-          this.later(DISK_MS, () => {
+          this.later(action.durable ? DISK_MS : APPEND_MS, () => {
             if (agent.alive && agent.member === member) this.apply(agent, member.edgeRecorded(action.id))
           })
           break

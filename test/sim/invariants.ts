@@ -177,7 +177,8 @@ function checkFencing(sim: ClusterSim, add: (invariant: string, detail: string) 
 
 /**
  * 6: no preimage leaves a leader, and no settle reaches an LND, before a majority of the voters stored
- * the settle record; no edge resolves before it recorded the decision.
+ * the settle record; no edge resolves before it recorded the decision, durably or covered by a settle
+ * record it stored itself.
  */
 function checkWriteAhead(sim: ClusterSim, add: (invariant: string, detail: string) => void): void {
   const voters = [...sim.agents.values()].filter((a) => a.spec.nodes.length > 0 || a.spec.witness === true).length
@@ -199,7 +200,13 @@ function checkWriteAhead(sim: ClusterSim, add: (invariant: string, detail: strin
       const held = storedBy(hash, at)
       if (held < need) add('6-write-ahead', `${agent.slice(0, 8)} sent the preimage of a ${origin(agent, hash)} settle record for ${short(hash)} held by ${held} of ${voters} voters`)
     }
-    if (action.type === 'edge-record') recorded.set(`${agent}|${action.id}`, action.from)
+    if (action.type === 'edge-record') {
+      recorded.set(`${agent}|${action.id}`, action.from)
+      // A decision recorded without an fsync of its own rests on a settle record this agent stored.
+      if (!action.durable && (action.decision.action !== 'settle' || (sim.storedAt.get(`settle_requested:${hex(sha256(action.decision.preimage))}`)?.get(agent) ?? Infinity) > at)) {
+        add('6-write-ahead', `${agent.slice(0, 8)} recorded a decision for ${action.id} without an fsync and without a settle record of its own`)
+      }
+    }
     if (action.type === 'resolve') {
       const id = edgeHtlcId(action.htlc)
       const from = recorded.get(`${agent}|${id}`)

@@ -113,6 +113,25 @@ test('a settle record reaches a majority before any preimage leaves (write-ahead
   assert.ok(decisionsAt.every((t) => t >= committedAt) && firstSettle >= committedAt)
 })
 
+test("an edge's settle waits for no fsync of its own only where a settle record it stored lists the HTLC (write-ahead, invariant 6)", () => {
+  const sim = cluster(13)
+  const accepted = watchAccepted(sim)
+  const leader = sim.serving()!
+  const other = [A, B].find((id) => id !== leader.spec.id)!
+  const { inv } = payAcrossBoth(sim, 70_000n, 6n)
+  sim.runUntil(() => accepted.length > 0, 5000)
+  // The other operator never gets the record: the leader and the witness are the majority.
+  sim.dropIf = (from, to, m) => from === leader.spec.id && to === other && m.type === 'record-notice'
+  settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+  sim.runUntil(() => sim.resolutions.length === 2, 5000)
+  assert.equal(settledWith(sim, inv.preimage), 2)
+  const records = sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [{ agent: l.agent, durable: l.action.durable }] : []))
+  assert.deepEqual(records.sort((x, y) => x.agent.localeCompare(y.agent)), [
+    { agent: leader.spec.id, durable: false },
+    { agent: other, durable: true }
+  ].sort((x, y) => x.agent.localeCompare(y.agent)))
+})
+
 test('without a majority holding the settle record, no preimage leaves; once it reconnects, all settle', () => {
   const sim = cluster(11)
   const accepted = watchAccepted(sim)
