@@ -2,6 +2,7 @@
 // member's durable election state, its LND nodes, the Hyperswarm connection to the other agents and
 // the application API, and carries the member's actions out in order. An agent without peers (or
 // with `swarm: false`) is a cluster of one: it elects itself and serves alone.
+import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AuditLog } from '../audit/log.ts'
@@ -15,6 +16,7 @@ import type { Envelope } from '../cluster/envelope.ts'
 import type { Message } from '../cluster/messages.ts'
 import { agentRole, type HighwireConfig } from '../config/schema.ts'
 import { DEFAULT_DEADLINE_MARGIN_BLOCKS, edgeHtlcId, type EdgeHtlc } from '../edge/edge.ts'
+import { SettleScanner } from '../edge/known-settles.ts'
 import { ApiServer } from '../api/server.ts'
 import { clusterStatusService, readAgentStatus, type ClusterStatus } from '../api/status.ts'
 import type { CircuitKey, InterceptedHtlc } from '../lnd/circuits.ts'
@@ -70,6 +72,7 @@ export class Agent {
   private readonly log: Logger
   private readonly clock: () => number
   private readonly timers: NodeJS.Timeout[] = []
+  private readonly settleScanner = new SettleScanner()
   /**
    * While a received htlc-decision is handed to the member: its HTLC and whether its envelope was
    * stored, which the edge's record of the decision waits for (recordDecision).
@@ -123,7 +126,7 @@ export class Agent {
           onFinal: (circuit, settled) => agent?.onFinal(link(node.name), circuit, settled),
           // After a restart or a reconnect of the final-resolution stream: ask lnd what was missed.
           onFinalStreamOpen: () => agent?.apply(agent.member.resolutionLookups()),
-          onHeight: (height) => agent?.apply(agent.member.blockHeight(height)),
+          onHeight: (height) => agent?.onHeight(height),
           onEvent: (event) => agent?.onLndEvent(link(node.name), event)
         }))
       }
@@ -410,6 +413,18 @@ export class Agent {
   }
 
   // --- LND events ---
+
+  /**
+   * A new block: edges fail undecided HTLCs at their deadline. A block before one is due, the audit
+   * cores are read for a settle decision that reached any edge (known-settles.ts), which wins then.
+   */
+  private onHeight(height: number): void {
+    this.apply(this.member.blockHeight(height))
+    if (!this.member.edge.settleScanDue(height)) return
+    this.settleScanner.scan(this.audit.cores(), (preimage) => {
+      this.member.edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
+    }).catch((err: Error) => this.log.warn('could not read the audit cores for settle decisions', { error: err }))
+  }
 
   private onHtlc(link: NodeLink, htlc: InterceptedHtlc): void {
     this.log.info('htlc intercepted', { node: link.name, chan: htlc.circuit.chanId, htlc: htlc.circuit.htlcId, hash: htlc.paymentHash, amountMsat: htlc.outgoingAmountMsat })

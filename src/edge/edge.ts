@@ -6,8 +6,8 @@
 //  - write-ahead (6): every decision is recorded durably before it is applied;
 //  - bounded holding (7): without a decision, an HTLC is failed with a temporary failure a margin
 //    before lnd's auto_fail_height, so the payer retries another route;
-//  - no money left behind (1): at that deadline a settle record learned from any member's audit core
-//    wins over failing, and a settle is never replaced by anything else.
+//  - no money left behind (1): at that deadline a settle decision learned from any member's audit core
+//    (the preimage it carried) wins over failing, and a settle is never replaced by anything else.
 import { createHash } from 'node:crypto'
 import { circuitId, type Decision, type InterceptedHtlc } from '../lnd/circuits.ts'
 
@@ -51,6 +51,10 @@ function preimageMatches(preimage: Uint8Array, paymentHash: Uint8Array): boolean
   return createHash('sha256').update(preimage).digest().equals(paymentHash)
 }
 
+function hashHex(entry: Entry): string {
+  return Buffer.from(entry.htlc.paymentHash).toString('hex')
+}
+
 function sameDecision(a: Decision, b: Decision): boolean {
   if (a.action !== b.action) return false
   if (a.action === 'settle' && b.action === 'settle') return Buffer.from(a.preimage).equals(b.preimage)
@@ -60,8 +64,10 @@ function sameDecision(a: Decision, b: Decision): boolean {
 export class Edge {
   private readonly opts: EdgeOptions
   private readonly entries = new Map<string, Entry>()
-  /** Preimages of settle records seen in any member's audit core, by payment hash (hex). */
+  /** Preimages of settle decisions seen in any member's audit core, by payment hash (hex). */
   private readonly knownSettles = new Map<string, Uint8Array>()
+  /** How many entries there are of each payment hash (hex). */
+  private readonly heldHashes = new Map<string, number>()
   private leader: { term: number; id: string } | null = null
   private term = 0
 
@@ -88,6 +94,8 @@ export class Edge {
     }
     const entry: Entry = { htlc, forwarded: null, decision: null, recorded: false }
     this.entries.set(id, entry)
+    const hash = hashHex(entry)
+    this.heldHashes.set(hash, (this.heldHashes.get(hash) ?? 0) + 1)
     return this.forward(entry).concat(this.checkDeadline(id, entry, height))
   }
 
@@ -141,12 +149,31 @@ export class Edge {
 
   /** lnd confirmed the resolution (or failed the HTLC itself): forget it. */
   resolved(id: string): void {
+    const entry = this.entries.get(id)
     this.entries.delete(id)
+    if (entry === undefined) return
+    const hash = hashHex(entry)
+    const left = this.heldHashes.get(hash)! - 1
+    if (left > 0) return void this.heldHashes.set(hash, left)
+    this.heldHashes.delete(hash)
+    this.knownSettles.delete(hash)
   }
 
-  /** A settle record for `paymentHash` was seen in some member's audit core. */
+  /**
+   * Whether to look for settle decisions in the audit cores now: an undecided HTLC without a known
+   * settle is a block away from its deadline (or past it, and kept only because it is on chain).
+   */
+  settleScanDue(height: number): boolean {
+    for (const entry of this.entries.values()) {
+      if (entry.decision === null && height + 1 >= this.deadline(entry) && !this.knownSettles.has(hashHex(entry))) return true
+    }
+    return false
+  }
+
+  /** A settle decision for `paymentHash` was seen in some member's audit core (known-settles.ts); kept while an HTLC of that hash is held. */
   settleKnown(paymentHash: Uint8Array, preimage: Uint8Array): void {
-    if (preimageMatches(preimage, paymentHash)) this.knownSettles.set(Buffer.from(paymentHash).toString('hex'), preimage)
+    const hash = Buffer.from(paymentHash).toString('hex')
+    if (this.heldHashes.has(hash) && preimageMatches(preimage, paymentHash)) this.knownSettles.set(hash, preimage)
   }
 
   /** A new block: fail (or settle, where a settle is known) every undecided HTLC near its deadline. */
@@ -163,9 +190,14 @@ export class Edge {
     return [{ type: 'forward', to: this.leader.id, term: this.leader.term, htlc: entry.htlc }]
   }
 
+  /** The height at which an undecided HTLC is failed: a margin before lnd's auto_fail_height. */
+  private deadline(entry: Entry): number {
+    return entry.htlc.autoFailHeight - this.opts.deadlineMarginBlocks
+  }
+
   private checkDeadline(id: string, entry: Entry, height: number): EdgeAction[] {
-    if (entry.decision || height < entry.htlc.autoFailHeight - this.opts.deadlineMarginBlocks) return []
-    const preimage = this.knownSettles.get(Buffer.from(entry.htlc.paymentHash).toString('hex'))
+    if (entry.decision || height < this.deadline(entry)) return []
+    const preimage = this.knownSettles.get(hashHex(entry))
     if (preimage) return this.take(id, entry, this.term, this.opts.self, { action: 'settle', preimage })
     // On chain only SETTLE is accepted (lnd held_htlc_set.go): keep waiting for a decision.
     if (entry.htlc.onChain) return []

@@ -1,0 +1,126 @@
+// Invariant 1 without a leader: an edge about to fail a part for want of a decision first reads the
+// audit cores (its own and its replicas, on real Hypercores) for a settle decision that reached any
+// edge, and settles with its preimage.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import sodium from 'sodium-universal'
+import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts'
+import type { Message } from '../../src/cluster/messages.ts'
+import { Edge, type EdgeHtlc } from '../../src/edge/edge.ts'
+import { SettleScanner, settlePreimages } from '../../src/edge/known-settles.ts'
+import type { AuditLog } from '../../src/audit/log.ts'
+import { openLog, replicateCore, tempDir } from './audit-helpers.ts'
+
+const NODE = '02' + 'ab'.repeat(32)
+const MARGIN = 2
+
+function keyPair(): AgentKeyPair {
+  const publicKey = new Uint8Array(32)
+  const secretKey = new Uint8Array(64)
+  sodium.crypto_sign_keypair(publicKey, secretKey)
+  return { publicKey, secretKey }
+}
+
+function payment(): { preimage: Buffer; hash: Buffer } {
+  const preimage = randomBytes(32)
+  return { preimage, hash: createHash('sha256').update(preimage).digest() }
+}
+
+function held(hash: Buffer, htlcId: bigint): EdgeHtlc {
+  return {
+    node: NODE,
+    circuit: { chanId: 9n, htlcId },
+    incomingAmountMsat: 10_040n,
+    incomingExpiry: 300,
+    outgoingAmountMsat: 10_000n,
+    outgoingExpiry: 260,
+    outgoingRequestedChanId: 0x8000_0000_0000_0001n,
+    paymentHash: hash,
+    onionBlob: Buffer.alloc(1366),
+    customRecords: new Map(),
+    inWireCustomRecords: new Map(),
+    autoFailHeight: 281,
+    onChain: false
+  }
+}
+
+function decision(preimage: Uint8Array, htlcId: bigint): Message {
+  return { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId }, resolution: { kind: 'settle', preimage } }
+}
+
+/** `log` stores, as received from `leader`, one envelope carrying `messages` (batched if several). */
+async function received(log: AuditLog, leader: AgentKeyPair, seq: number, messages: Message[]): Promise<void> {
+  const message = messages.length === 1 ? messages[0]! : { type: 'batch' as const, messages }
+  await log.append({ type: 'envelope', time: Date.now(), peer: leader.publicKey, envelope: encodeEnvelope(leader, seq, Date.now(), message) })
+}
+
+test('settlePreimages reads the settle decisions of envelope records, batched or not, and skips what it cannot decode', () => {
+  const leader = keyPair()
+  const [a, b] = [payment(), payment()]
+  const fail: Message = { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId: 9n }, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' } }
+  const found = settlePreimages([
+    { type: 'envelope', time: 1, peer: leader.publicKey, envelope: encodeEnvelope(leader, 1, 1, decision(a.preimage, 1n)) },
+    { type: 'envelope', time: 2, peer: leader.publicKey, envelope: randomBytes(80) },
+    { type: 'envelope', time: 3, peer: leader.publicKey, envelope: encodeEnvelope(leader, 2, 3, { type: 'batch', messages: [fail, decision(b.preimage, 2n)] }) }
+  ])
+  assert.deepEqual(found.map((p) => Buffer.from(p).toString('hex')), [a, b].map((p) => p.preimage.toString('hex')))
+})
+
+test("without a leader, an edge settles a part at its deadline with a preimage another edge received, read from that edge's replicated core", async (t) => {
+  const leader = keyPair()
+  const other = await openLog(t, await tempDir(t)) // the edge the leader's settle decision reached
+  const self = await openLog(t, await tempDir(t))
+  const paid = payment()
+  const unpaid = payment()
+  await received(other, leader, 1, [decision(paid.preimage, 1n)])
+
+  const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
+  edge.offer(held(paid.hash, 1n), 200)
+  edge.offer(held(unpaid.hash, 2n), 200)
+  assert.equal(edge.settleScanDue(277), false, 'two blocks before the deadline: nothing to look for yet')
+  assert.equal(edge.settleScanDue(278), true)
+
+  await replicateCore(self, other)
+  const scanner = new SettleScanner()
+  let seen = 0
+  const learn = (preimage: Uint8Array): void => {
+    seen++
+    edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
+  }
+  await scanner.scan(self.cores(), learn)
+  assert.equal(seen, 1)
+  assert.equal(edge.settleScanDue(278), true, 'the unpaid part still has no settle')
+
+  const actions = edge.height(281 - MARGIN)
+  const byHtlc = new Map(actions.map((a) => [a.type === 'record' ? a.id.split(':').pop() : '', a]))
+  const settled = byHtlc.get('1')
+  assert.ok(settled?.type === 'record' && settled.decision.action === 'settle' && Buffer.from(settled.decision.preimage).equals(paid.preimage))
+  const failed = byHtlc.get('2')
+  assert.ok(failed?.type === 'record' && failed.decision.action === 'fail', 'a part nobody settled is failed in time')
+
+  // The next scan reads only blocks appended since.
+  await scanner.scan(self.cores(), learn)
+  assert.equal(seen, 1)
+  const later = payment()
+  await received(other, leader, 2, [decision(later.preimage, 3n)])
+  await replicateCore(self, other)
+  await scanner.scan(self.cores(), learn)
+  assert.equal(seen, 2)
+})
+
+test('a settle preimage is kept only while an HTLC of its hash is held', () => {
+  const paid = payment()
+  const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
+  edge.settleKnown(paid.hash, paid.preimage) // nothing held yet: not kept
+  edge.offer(held(paid.hash, 1n), 200)
+  assert.deepEqual(edge.height(279).map((a) => a.type === 'record' && a.decision.action), ['fail'])
+
+  const again = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
+  again.offer(held(paid.hash, 1n), 200)
+  again.settleKnown(paid.hash, paid.preimage)
+  assert.equal(again.settleScanDue(278), false, 'a settle is known for every undecided part')
+  again.resolved(`${NODE}/9:1`)
+  again.offer(held(paid.hash, 2n), 200)
+  assert.equal(again.settleScanDue(278), true, 'forgotten once no HTLC of the hash was held')
+})
