@@ -7,12 +7,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import sodium from 'sodium-universal'
 import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts'
 import type { Message } from '../../src/cluster/messages.ts'
-import { Edge, type EdgeHtlc } from '../../src/edge/edge.ts'
+import { Edge } from '../../src/edge/edge.ts'
+import { heldHtlc, NODE } from './edge-fixture.ts'
 import { SettleScanner, settlePreimages } from '../../src/edge/known-settles.ts'
 import type { AuditLog } from '../../src/audit/log.ts'
 import { openLog, replicateCore, tempDir } from './audit-helpers.ts'
 
-const NODE = '02' + 'ab'.repeat(32)
 const MARGIN = 2
 
 function keyPair(): AgentKeyPair {
@@ -27,23 +27,6 @@ function payment(): { preimage: Buffer; hash: Buffer } {
   return { preimage, hash: createHash('sha256').update(preimage).digest() }
 }
 
-function held(hash: Buffer, htlcId: bigint): EdgeHtlc {
-  return {
-    node: NODE,
-    circuit: { chanId: 9n, htlcId },
-    incomingAmountMsat: 10_040n,
-    incomingExpiry: 300,
-    outgoingAmountMsat: 10_000n,
-    outgoingExpiry: 260,
-    outgoingRequestedChanId: 0x8000_0000_0000_0001n,
-    paymentHash: hash,
-    onionBlob: Buffer.alloc(1366),
-    customRecords: new Map(),
-    inWireCustomRecords: new Map(),
-    autoFailHeight: 281,
-    onChain: false
-  }
-}
 
 function decision(preimage: Uint8Array, htlcId: bigint): Message {
   return { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId }, resolution: { kind: 'settle', preimage } }
@@ -76,8 +59,8 @@ test("without a leader, an edge settles a part at its deadline with a preimage a
   await received(other, leader, 1, [decision(paid.preimage, 1n)])
 
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
-  edge.offer(held(paid.hash, 1n), 200)
-  edge.offer(held(unpaid.hash, 2n), 200)
+  edge.offer(heldHtlc(1n, paid.hash), 200)
+  edge.offer(heldHtlc(2n, unpaid.hash), 200)
   assert.equal(edge.settleScanDue(277), false, 'two blocks before the deadline: nothing to look for yet')
   assert.equal(edge.settleScanDue(278), true)
 
@@ -113,14 +96,14 @@ test('a settle preimage is kept only while an HTLC of its hash is held', () => {
   const paid = payment()
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
   edge.settleKnown(paid.hash, paid.preimage) // nothing held yet: not kept
-  edge.offer(held(paid.hash, 1n), 200)
+  edge.offer(heldHtlc(1n, paid.hash), 200)
   assert.deepEqual(edge.height(279).map((a) => a.type === 'record' && a.decision.action), ['fail'])
 
   const again = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
-  again.offer(held(paid.hash, 1n), 200)
+  again.offer(heldHtlc(1n, paid.hash), 200)
   again.settleKnown(paid.hash, paid.preimage)
   assert.equal(again.settleScanDue(278), false, 'a settle is known for every undecided part')
-  again.resolved(`${NODE}/9:1`)
-  again.offer(held(paid.hash, 2n), 200)
+  again.resolved(`${NODE}/123:1`)
+  again.offer(heldHtlc(2n, paid.hash), 200)
   assert.equal(again.settleScanDue(278), true, 'forgotten once no HTLC of the hash was held')
 })

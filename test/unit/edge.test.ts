@@ -3,28 +3,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../../src/edge/edge.ts'
+import { heldHtlc } from './edge-fixture.ts'
 
-const NODE = '02' + 'aa'.repeat(32)
 const preimage = randomBytes(32)
 const paymentHash = createHash('sha256').update(preimage).digest()
 
 function htlc(htlcId: bigint, overrides: Partial<EdgeHtlc> = {}): EdgeHtlc {
-  return {
-    node: NODE,
-    circuit: { chanId: 123n, htlcId },
-    incomingAmountMsat: 10_040n,
-    incomingExpiry: 300,
-    outgoingAmountMsat: 10_000n,
-    outgoingExpiry: 260,
-    outgoingRequestedChanId: 0x8000_0000_0000_0001n,
-    paymentHash,
-    onionBlob: Buffer.alloc(1366),
-    customRecords: new Map(),
-    inWireCustomRecords: new Map(),
-    autoFailHeight: 281,
-    onChain: false,
-    ...overrides
-  }
+  return heldHtlc(htlcId, paymentHash, overrides)
 }
 
 const types = (actions: EdgeAction[]): string[] => actions.map((a) => a.type)
