@@ -3,7 +3,8 @@
 // durable-record acknowledgements, block heights); IO stays in the driver. It enforces DESIGN.md's
 // invariants on this side of the wire:
 //  - fencing (5): a decision counts only from the leader, and for the term, the HTLC was forwarded to;
-//  - write-ahead (6): every decision is recorded durably before it is applied;
+//  - write-ahead (6): every decision is recorded before it is applied (durable by an fsync of its
+//    own, or by a settle record the member stored: see the member's `edge-record` action);
 //  - bounded holding (7): without a decision, an HTLC is failed with a temporary failure a margin
 //    before lnd's auto_fail_height, so the payer retries another route;
 //  - no money left behind (1): at that deadline a settle decision learned from any member's audit core
