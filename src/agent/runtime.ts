@@ -175,7 +175,7 @@ export class Agent {
       this.log.info('lnd node ready', { node: link.name, alias: link.alias, height: link.height, virtualScid: link.virtualScid })
     }
     this.log.info('agent starting', { agent: this.id, role: agentRole(this.config), records: this.member.knownRecords() })
-    this.apply(this.member.blockHeight(Math.max(0, ...this.nodes.map((n) => n.height))))
+    this.onHeight(Math.max(0, ...this.nodes.map((n) => n.height)))
     await this.refreshInbound()
     this.every(INBOUND_REFRESH_MS, () => void this.refreshInbound())
     this.every(LEDGER_CATCH_UP_MS, () => {
@@ -415,15 +415,16 @@ export class Agent {
   // --- LND events ---
 
   /**
-   * A new block: edges fail undecided HTLCs at their deadline. A block before one is due, the audit
-   * cores are read for a settle decision that reached any edge (known-settles.ts), which wins then.
+   * A new block (or an HTLC offered at its deadline): edges fail undecided HTLCs at their deadline.
+   * From a block before one is due, the audit cores are read first for a settle decision that
+   * reached any edge (known-settles.ts), which wins then.
    */
   private onHeight(height: number): void {
-    this.apply(this.member.blockHeight(height))
-    if (!this.member.edge.settleScanDue(height)) return
+    if (!this.member.edge.settleScanDue(height)) return this.apply(this.member.blockHeight(height))
     this.settleScanner.scan(this.audit.cores(), (preimage) => {
       this.member.edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
     }).catch((err: Error) => this.log.warn('could not read the audit cores for settle decisions', { error: err }))
+      .finally(() => this.apply(this.member.blockHeight(height)))
   }
 
   private onHtlc(link: NodeLink, htlc: InterceptedHtlc): void {
@@ -438,7 +439,14 @@ export class Agent {
       amountMsat: htlc.outgoingAmountMsat,
       expiry: htlc.outgoingExpiry
     })
-    this.apply(this.member.htlc({ ...htlc, node: link.pubkey }))
+    const held = { ...htlc, node: link.pubkey }
+    this.apply(this.member.htlc(held))
+    const height = this.member.chainHeight
+    if (!this.member.edge.nearDeadline(held, height)) return
+    // Offered at its deadline: replayed by lnd after this agent was down, while its settle decision
+    // may have gone by; read every core from the start before deciding it.
+    this.settleScanner.rewind()
+    this.onHeight(height)
   }
 
   private onFinal(link: NodeLink, circuit: CircuitKey, settled: boolean): void {

@@ -398,9 +398,17 @@ export class ClusterMember {
     return this.fromElection(this.election.standNow(this.now, this.opts.random))
   }
 
-  /** An HTLC one of this agent's own nodes intercepted for its virtual scid. */
+  /**
+   * An HTLC one of this agent's own nodes intercepted for its virtual scid. One at or past its
+   * deadline waits for the driver's next blockHeight call (see Edge.offer).
+   */
   htlc(htlc: EdgeHtlc): MemberAction[] {
-    return this.fromEdge(this.edge.offer(htlc, this.height))
+    return this.fromEdge(this.edge.offer(htlc))
+  }
+
+  /** The highest block height the driver reported. */
+  get chainHeight(): number {
+    return this.height
   }
 
   blockHeight(height: number): MemberAction[] {

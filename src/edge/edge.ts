@@ -85,7 +85,7 @@ export class Edge {
   }
 
   /** lnd offered an HTLC for the virtual channel (new, or replayed after a reconnect or restart). */
-  offer(htlc: EdgeHtlc, height: number): EdgeAction[] {
+  offer(htlc: EdgeHtlc): EdgeAction[] {
     const id = edgeHtlcId(htlc)
     const existing = this.entries.get(id)
     if (existing) {
@@ -97,7 +97,9 @@ export class Edge {
     this.entries.set(id, entry)
     const hash = hashHex(entry)
     this.heldHashes.set(hash, (this.heldHashes.get(hash) ?? 0) + 1)
-    return this.forward(entry).concat(this.checkDeadline(id, entry, height))
+    // One offered at or past its deadline (replayed by lnd after this agent was down) is decided by
+    // the driver's next `height` call, made once it read the audit cores for its settle (settleScanDue).
+    return this.forward(entry)
   }
 
   /** The election settled on a leader for `term`, or lost it (`leader` null). */
@@ -166,9 +168,14 @@ export class Edge {
    */
   settleScanDue(height: number): boolean {
     for (const entry of this.entries.values()) {
-      if (entry.decision === null && height + 1 >= this.deadline(entry) && !this.knownSettles.has(hashHex(entry))) return true
+      if (entry.decision === null && this.nearDeadline(entry.htlc, height) && !this.knownSettles.has(hashHex(entry))) return true
     }
     return false
+  }
+
+  /** Whether `htlc` is a block or less from its deadline at `height`, or past it. */
+  nearDeadline(htlc: EdgeHtlc, height: number): boolean {
+    return height + 1 >= this.deadline(htlc)
   }
 
   /** A settle decision for `paymentHash` was seen in some member's audit core (known-settles.ts); kept while an HTLC of that hash is held. */
@@ -177,7 +184,10 @@ export class Edge {
     if (this.heldHashes.has(hash) && preimageMatches(preimage, paymentHash)) this.knownSettles.set(hash, preimage)
   }
 
-  /** A new block: fail (or settle, where a settle is known) every undecided HTLC near its deadline. */
+  /**
+   * A new block, or a deadline check after an offer: fail (or settle, where a settle is known) every
+   * undecided HTLC at its deadline.
+   */
   height(height: number): EdgeAction[] {
     const actions: EdgeAction[] = []
     for (const [id, entry] of this.entries) actions.push(...this.checkDeadline(id, entry, height))
@@ -192,12 +202,12 @@ export class Edge {
   }
 
   /** The height at which an undecided HTLC is failed: a margin before lnd's auto_fail_height. */
-  private deadline(entry: Entry): number {
-    return entry.htlc.autoFailHeight - this.opts.deadlineMarginBlocks
+  private deadline(htlc: EdgeHtlc): number {
+    return htlc.autoFailHeight - this.opts.deadlineMarginBlocks
   }
 
   private checkDeadline(id: string, entry: Entry, height: number): EdgeAction[] {
-    if (entry.decision || height < this.deadline(entry)) return []
+    if (entry.decision || height < this.deadline(entry.htlc)) return []
     const preimage = this.knownSettles.get(hashHex(entry))
     if (preimage) return this.take(id, entry, this.term, this.opts.self, { action: 'settle', preimage })
     // On chain only SETTLE is accepted (lnd held_htlc_set.go): keep waiting for a decision.

@@ -29,12 +29,22 @@ export function settlePreimages(records: readonly AuditRecord[]): Uint8Array[] {
 /**
  * Reads each core once, from where the last scan of it stopped. A settle decision for an HTLC comes
  * after every part of its set was intercepted, so it sits in a block appended after the HTLC was
- * held: scanning on behalf of every HTLC held at the time misses none of theirs.
+ * held: scanning on behalf of every HTLC held at the time misses none of theirs. Except for one
+ * lnd replays to an agent that was down meanwhile: its settle decision may sit in blocks read
+ * before; for it, `rewind` makes the next scan start from the first block.
  */
 export class SettleScanner {
   /** Core key (hex) → the next block to read. */
   private readonly next = new Map<string, number>()
   private running: Promise<void> | null = null
+  /** Rewound while a scan ran: it reads every core once more, from the first block. */
+  private rewound = false
+
+  /** The next scan (or, during one, one more pass of it) reads every core from its first block. */
+  rewind(): void {
+    if (this.running === null) this.next.clear()
+    else this.rewound = true
+  }
 
   /** Calls `found` with every settle preimage in the blocks not read yet; one scan at a time. */
   scan(cores: readonly Hypercore[], found: (preimage: Uint8Array) => void): Promise<void> {
@@ -45,6 +55,14 @@ export class SettleScanner {
   }
 
   private async scanAll(cores: readonly Hypercore[], found: (preimage: Uint8Array) => void): Promise<void> {
+    do {
+      if (this.rewound) this.next.clear()
+      this.rewound = false
+      await this.pass(cores, found)
+    } while (this.rewound)
+  }
+
+  private async pass(cores: readonly Hypercore[], found: (preimage: Uint8Array) => void): Promise<void> {
     for (const core of cores) {
       const key = Buffer.from(core.key).toString('hex')
       let next = this.next.get(key) ?? 0

@@ -455,7 +455,14 @@ export class ClusterSim {
   offer(agentId: string, htlc: EdgeHtlc): void {
     const agent = this.agent(agentId)
     agent.held.set(edgeHtlcId(htlc), htlc)
-    if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlc(htlc))
+    if (agent.alive && agent.lndUp) this.offerTo(agent, htlc)
+  }
+
+  /** As the agent runtime does: an HTLC offered at its deadline is decided by a deadline check at once. */
+  private offerTo(agent: SimAgent, htlc: EdgeHtlc): void {
+    this.apply(agent, agent.member.htlc(htlc))
+    const height = agent.member.chainHeight
+    if (agent.alive && agent.member.edge.nearDeadline(htlc, height)) this.apply(agent, agent.member.blockHeight(height))
   }
 
   kill(id: string): void {
@@ -504,7 +511,7 @@ export class ClusterSim {
   }
 
   private reoffer(agent: SimAgent): void {
-    for (const htlc of [...agent.held.values()]) if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlc(htlc))
+    for (const htlc of [...agent.held.values()]) if (agent.alive && agent.lndUp) this.offerTo(agent, htlc)
   }
 }
 

@@ -6,6 +6,10 @@ import * as grpc from '@grpc/grpc-js'
 import type { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
 import { createLogger } from '../../src/log.ts'
+import { readBlocks } from '../../src/audit/log.ts'
+import { DEFAULT_DEADLINE_MARGIN_BLOCKS } from '../../src/edge/edge.ts'
+import { CLTV_REJECT_DELTA } from '../../src/sim/switch.ts'
+import { settlePreimages } from '../../src/edge/known-settles.ts'
 import { payInvoice } from '../../src/sim/payer.ts'
 import { SimOperators } from '../../src/sim/operators.ts'
 
@@ -104,4 +108,54 @@ test('the leader dies with an accepted set: a new leader serves within 5 s and s
   const result = await payment
   assert.deepEqual(result.parts.map((p) => p.status), ['settled', 'settled'])
   assert.deepEqual(Buffer.from(result.preimage!), invoice.preimage)
+})
+
+/** Settle preimages carried by the decision envelopes stored in `agent`'s own audit core. */
+async function storedSettles(agent: Agent): Promise<string[]> {
+  const found: string[] = []
+  for await (const { records } of readBlocks(agent.audit.core)) found.push(...settlePreimages(records).map((p) => Buffer.from(p).toString('hex')))
+  return found
+}
+
+test('an edge restarted a block before its part\'s deadline, with no leader, settles it from the decision in its audit core (invariant 1)', async (t) => {
+  const f = await fixture(t)
+  await Promise.all([f.start('A'), f.start('B'), f.start('W')])
+  await until(() => serving(f) !== undefined)
+  await until(() => [...f.agents.values()].every((a) => a.swarm!.peers.list().length === 2))
+  const [leaderName, leader] = f.leader()!
+  const edgeName = leaderName === 'A' ? 'B' : 'A'
+  const edgeNode = edgeName === 'A' ? f.nodes.alice : f.nodes.bob
+  const app = client(t, leader)
+  const invoice = await call(app, 'AddInvoice', { amt_msat: String(1_000_000n * SAT), description: 'deadline', expiry_secs: 600 })
+  const accepted = acceptedOn(app)
+  t.after(() => accepted.cancel())
+  const payment = payInvoice(f.carol, invoice.payment_request, { parts: [{ amountMsat: 500_000n * SAT, hint: 0 }, { amountMsat: 500_000n * SAT, hint: 1 }] })
+  const set = await accepted.next()
+
+  // The edge's lnd goes down before the decision: the edge stores the leader's signed decision
+  // but cannot resolve the part. Then the edge's agent, the leader and the witness all stop.
+  f.network.stop(edgeNode)
+  await call(app, 'SettleInvoice', { hash: set.hash, set_id: set.set_id })
+  const edge = f.agents.get(edgeName)!
+  const preimage = Buffer.from(invoice.preimage).toString('hex')
+  const started = Date.now()
+  while (!(await storedSettles(edge)).includes(preimage)) {
+    assert.ok(Date.now() - started < 10_000, 'the edge stores the settle decision it received')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  for (const name of ['A', 'B', 'W'] as const) await f.stop(name)
+
+  // Blocks go by until the held part is a block before the edge's deadline (lnd replays an HTLC
+  // only up to then: interceptable_switch.go handleExpired); lnd comes back and replays it to the
+  // restarted edge, which finds no leader. At the next block it settles rather than fails.
+  const [part] = edgeNode.arrivedHtlcs()
+  const deadline = part!.expiry - CLTV_REJECT_DELTA - DEFAULT_DEADLINE_MARGIN_BLOCKS
+  f.network.mine(deadline - 1 - f.network.height)
+  await f.servers[edgeName === 'A' ? 'alice' : 'bob'].restart()
+  const restarted = await f.start(edgeName)
+  await until(() => restarted.member.edge.held === 1)
+  f.network.mine(1)
+  const result = await payment
+  assert.deepEqual(result.parts.map((p) => p.status), ['settled', 'settled'])
+  assert.equal(restarted.member.leader, null)
 })

@@ -59,8 +59,8 @@ test("without a leader, an edge settles a part at its deadline with a preimage a
   await received(other, leader, 1, [decision(paid.preimage, 1n)])
 
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
-  edge.offer(heldHtlc(1n, paid.hash), 200)
-  edge.offer(heldHtlc(2n, unpaid.hash), 200)
+  edge.offer(heldHtlc(1n, paid.hash))
+  edge.offer(heldHtlc(2n, unpaid.hash))
   assert.equal(edge.settleScanDue(277), false, 'two blocks before the deadline: nothing to look for yet')
   assert.equal(edge.settleScanDue(278), true)
 
@@ -96,14 +96,47 @@ test('a settle preimage is kept only while an HTLC of its hash is held', () => {
   const paid = payment()
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
   edge.settleKnown(paid.hash, paid.preimage) // nothing held yet: not kept
-  edge.offer(heldHtlc(1n, paid.hash), 200)
+  edge.offer(heldHtlc(1n, paid.hash))
   assert.deepEqual(edge.height(279).map((a) => a.type === 'record' && a.decision.action), ['fail'])
 
   const again = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
-  again.offer(heldHtlc(1n, paid.hash), 200)
+  again.offer(heldHtlc(1n, paid.hash))
   again.settleKnown(paid.hash, paid.preimage)
   assert.equal(again.settleScanDue(278), false, 'a settle is known for every undecided part')
   again.resolved(`${NODE}/123:1`)
-  again.offer(heldHtlc(2n, paid.hash), 200)
+  again.offer(heldHtlc(2n, paid.hash))
   assert.equal(again.settleScanDue(278), true, 'forgotten once no HTLC of the hash was held')
+})
+
+test('an HTLC replayed to an agent that was down: rewind reads its older settle decision, even with a scan running', async (t) => {
+  const leader = keyPair()
+  const log = await openLog(t, await tempDir(t))
+  const [early, replayed] = [payment(), payment()]
+  await received(log, leader, 1, [decision(replayed.preimage, 1n)])
+  await received(log, leader, 2, [decision(early.preimage, 2n)])
+
+  const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
+  const scanner = new SettleScanner()
+  const learn = (preimage: Uint8Array): void => edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
+  edge.offer(heldHtlc(2n, early.hash))
+  await scanner.scan(log.cores(), learn) // reads both blocks; `replayed` is not held yet
+
+  const overdue = heldHtlc(1n, replayed.hash, { autoFailHeight: 281 })
+  edge.offer(overdue)
+  await scanner.scan(log.cores(), learn)
+  assert.equal(edge.settleScanDue(279), true, 'a plain scan starts after the blocks already read')
+
+  const running = scanner.scan(log.cores(), learn)
+  scanner.rewind() // during a scan: it makes one more pass, from the first block
+  await running
+  assert.equal(edge.settleScanDue(279), false)
+  const actions = edge.height(279)
+  assert.ok(actions.every((a) => a.type === 'record' && a.decision.action === 'settle'))
+  assert.equal(actions.length, 2)
+
+  const fresh = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
+  fresh.offer(overdue)
+  scanner.rewind() // no scan running: the next one starts from the first block
+  await scanner.scan(log.cores(), (preimage) => fresh.settleKnown(createHash('sha256').update(preimage).digest(), preimage))
+  assert.deepEqual(fresh.height(279).map((a) => a.type === 'record' && a.decision.action), ['settle'])
 })

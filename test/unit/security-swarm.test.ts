@@ -225,7 +225,7 @@ test('a member sending htlc-decisions for a term it does not lead: delivered as 
   const nodeKey = rand(33)
   const htlc: EdgeHtlc = { ...parseInterceptRequest(raw, 'alice'), node: hex(nodeKey) }
   const edge = new Edge({ self: hex(edgeAgent.publicKey), deadlineMarginBlocks: 2 })
-  edge.offer(htlc, 900_000)
+  edge.offer(htlc)
   const forwards = edge.leaderChanged(5, hex(leader.publicKey))
   assert.deepEqual(forwards.map((a) => [a.type, a.type === 'forward' && a.to, a.type === 'forward' && a.term]), [['forward', hex(leader.publicKey), 5]])
 
