@@ -10,6 +10,7 @@ import { readBlocks } from '../../src/audit/log.ts'
 import { DEFAULT_DEADLINE_MARGIN_BLOCKS } from '../../src/edge/edge.ts'
 import { CLTV_REJECT_DELTA } from '../../src/sim/switch.ts'
 import { settlePreimages } from '../../src/edge/known-settles.ts'
+import { decodeInvoice } from '../../src/ln/bolt11.ts'
 import { payInvoice } from '../../src/sim/payer.ts'
 import { SimOperators } from '../../src/sim/operators.ts'
 
@@ -126,7 +127,13 @@ test('an edge restarted a block before its part\'s deadline, with no leader, set
   const edgeName = leaderName === 'A' ? 'B' : 'A'
   const edgeNode = edgeName === 'A' ? f.nodes.alice : f.nodes.bob
   const app = client(t, leader)
-  const invoice = await call(app, 'AddInvoice', { amt_msat: String(1_000_000n * SAT), description: 'deadline', expiry_secs: 600 })
+  // Route hints through both nodes: the leader has the other operator's hello with its node.
+  let invoice = await call(app, 'AddInvoice', { amt_msat: String(1_000_000n * SAT), description: 'deadline', expiry_secs: 600 })
+  for (const started = Date.now(); decodeInvoice(invoice.payment_request).routeHints.length < 2; ) {
+    assert.ok(Date.now() - started < 10_000, 'the leader hints through both nodes')
+    await new Promise((r) => setTimeout(r, 20))
+    invoice = await call(app, 'AddInvoice', { amt_msat: String(1_000_000n * SAT), description: 'deadline', expiry_secs: 600 })
+  }
   const accepted = acceptedOn(app)
   t.after(() => accepted.cancel())
   const payment = payInvoice(f.carol, invoice.payment_request, { parts: [{ amountMsat: 500_000n * SAT, hint: 0 }, { amountMsat: 500_000n * SAT, hint: 1 }] })
