@@ -415,7 +415,8 @@ export class Agent {
   // --- LND events ---
 
   /**
-   * A new block (or an HTLC offered at its deadline): edges fail undecided HTLCs at their deadline.
+   * A new block (or an HTLC offered within a block of its deadline): edges fail undecided HTLCs at
+   * their deadline.
    * From a block before one is due, the audit cores are read first for a settle decision that
    * reached any edge (known-settles.ts), which wins then.
    */
@@ -443,8 +444,8 @@ export class Agent {
     this.apply(this.member.htlc(held))
     const height = this.member.chainHeight
     if (!this.member.edge.nearDeadline(held, height)) return
-    // Offered at its deadline: replayed by lnd after this agent was down, while its settle decision
-    // may have gone by; read every core from the start before deciding it.
+    // Offered within a block of its deadline: replayed by lnd after this agent was down, while its
+    // settle decision may have gone by; read every core from the start before deciding it.
     this.settleScanner.rewind()
     this.onHeight(height)
   }

@@ -399,8 +399,8 @@ export class ClusterMember {
   }
 
   /**
-   * An HTLC one of this agent's own nodes intercepted for its virtual scid. One at or past its
-   * deadline waits for the driver's next blockHeight call (see Edge.offer).
+   * An HTLC one of this agent's own nodes intercepted for its virtual scid. The edge decides nothing
+   * at offer time: one at or past its deadline waits for the driver's next blockHeight call.
    */
   htlc(htlc: EdgeHtlc): MemberAction[] {
     return this.fromEdge(this.edge.offer(htlc))
