@@ -6,10 +6,9 @@ import * as grpc from '@grpc/grpc-js'
 import type { Agent } from '../../src/agent/runtime.ts'
 import { LnmuxService } from '../../src/api/proto.ts'
 import { createLogger } from '../../src/log.ts'
-import { readBlocks } from '../../src/audit/log.ts'
 import { DEFAULT_DEADLINE_MARGIN_BLOCKS } from '../../src/edge/edge.ts'
 import { CLTV_REJECT_DELTA } from '../../src/sim/switch.ts'
-import { settlePreimages } from '../../src/edge/known-settles.ts'
+import { SettleScanner } from '../../src/edge/known-settles.ts'
 import { decodeInvoice } from '../../src/ln/bolt11.ts'
 import { payInvoice } from '../../src/sim/payer.ts'
 import { SimOperators } from '../../src/sim/operators.ts'
@@ -114,7 +113,7 @@ test('the leader dies with an accepted set: a new leader serves within 5 s and s
 /** Settle preimages carried by the decision envelopes stored in `agent`'s own audit core. */
 async function storedSettles(agent: Agent): Promise<string[]> {
   const found: string[] = []
-  for await (const { records } of readBlocks(agent.audit.core)) found.push(...settlePreimages(records).map((p) => Buffer.from(p).toString('hex')))
+  await new SettleScanner().scan([agent.audit.core], (preimage) => found.push(Buffer.from(preimage).toString('hex')))
   return found
 }
 
