@@ -2,7 +2,6 @@
 // member's durable election state, its LND nodes, the Hyperswarm connection to the other agents and
 // the application API, and carries the member's actions out in order. An agent without peers (or
 // with `swarm: false`) is a cluster of one: it elects itself and serves alone.
-import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AuditLog } from '../audit/log.ts'
@@ -422,9 +421,7 @@ export class Agent {
    */
   private onHeight(height: number): void {
     if (!this.member.edge.settleScanDue(height)) return this.apply(this.member.blockHeight(height))
-    this.settleScanner.scan(this.audit.cores(), (preimage) => {
-      this.member.edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
-    }).catch((err: Error) => this.log.warn('could not read the audit cores for settle decisions', { error: err }))
+    this.settleScanner.scan(this.audit.cores(), (preimage) => this.member.edge.settleKnown(preimage)).catch((err: Error) => this.log.warn('could not read the audit cores for settle decisions', { error: err }))
       .finally(() => this.apply(this.member.blockHeight(height)))
   }
 

@@ -178,10 +178,13 @@ export class Edge {
     return height + 1 >= this.deadline(htlc)
   }
 
-  /** A settle decision for `paymentHash` was seen in some member's audit core (known-settles.ts); kept while an HTLC of that hash is held. */
-  settleKnown(paymentHash: Uint8Array, preimage: Uint8Array): void {
-    const hash = Buffer.from(paymentHash).toString('hex')
-    if (this.heldHashes.has(hash) && preimageMatches(preimage, paymentHash)) this.knownSettles.set(hash, preimage)
+  /**
+   * A settle decision's preimage was seen in some member's audit core (known-settles.ts): kept, under
+   * the payment hash it hashes to, while an HTLC of that hash is held.
+   */
+  settleKnown(preimage: Uint8Array): void {
+    const hash = createHash('sha256').update(preimage).digest('hex')
+    if (this.heldHashes.has(hash)) this.knownSettles.set(hash, preimage)
   }
 
   /**

@@ -2,7 +2,7 @@
 // invariant 1: edges keep the signed decision and its preimage). Every member stores the envelopes it
 // receives as received, and replicates every other member's core, so a settle decision that reached
 // any edge sits, with its preimage, in that edge's core. A preimage authenticates itself (it hashes
-// to the payment hash), so no signature needs trusting: Edge.settleKnown checks the hash.
+// to the payment hash), so no signature needs trusting: Edge.settleKnown keys it by its hash.
 import type Hypercore from 'hypercore'
 import { readBlocks } from '../audit/log.ts'
 import type { AuditRecord } from '../audit/records.ts'

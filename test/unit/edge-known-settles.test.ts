@@ -69,7 +69,7 @@ test("without a leader, an edge settles a part at its deadline with a preimage a
   let seen = 0
   const learn = (preimage: Uint8Array): void => {
     seen++
-    edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
+    edge.settleKnown(preimage)
   }
   await scanner.scan(self.cores(), learn)
   assert.equal(seen, 1)
@@ -95,13 +95,13 @@ test("without a leader, an edge settles a part at its deadline with a preimage a
 test('a settle preimage is kept only while an HTLC of its hash is held', () => {
   const paid = payment()
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
-  edge.settleKnown(paid.hash, paid.preimage) // nothing held yet: not kept
+  edge.settleKnown(paid.preimage) // nothing held yet: not kept
   edge.offer(heldHtlc(1n, paid.hash))
   assert.deepEqual(edge.height(279).map((a) => a.type === 'record' && a.decision.action), ['fail'])
 
   const again = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
   again.offer(heldHtlc(1n, paid.hash))
-  again.settleKnown(paid.hash, paid.preimage)
+  again.settleKnown(paid.preimage)
   assert.equal(again.settleScanDue(278), false, 'a settle is known for every undecided part')
   again.resolved(`${NODE}/123:1`)
   again.offer(heldHtlc(2n, paid.hash))
@@ -117,7 +117,7 @@ test('an HTLC replayed to an agent that was down: rewind reads its older settle 
 
   const edge = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
   const scanner = new SettleScanner()
-  const learn = (preimage: Uint8Array): void => edge.settleKnown(createHash('sha256').update(preimage).digest(), preimage)
+  const learn = (preimage: Uint8Array): void => edge.settleKnown(preimage)
   edge.offer(heldHtlc(2n, early.hash))
   await scanner.scan(log.cores(), learn) // reads both blocks; `replayed` is not held yet
 
@@ -137,6 +137,6 @@ test('an HTLC replayed to an agent that was down: rewind reads its older settle 
   const fresh = new Edge({ self: 'me', deadlineMarginBlocks: MARGIN })
   fresh.offer(overdue)
   scanner.rewind() // no scan running: the next one starts from the first block
-  await scanner.scan(log.cores(), (preimage) => fresh.settleKnown(createHash('sha256').update(preimage).digest(), preimage))
+  await scanner.scan(log.cores(), (preimage) => fresh.settleKnown(preimage))
   assert.deepEqual(fresh.height(279).map((a) => a.type === 'record' && a.decision.action), ['settle'])
 })

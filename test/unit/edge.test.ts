@@ -92,12 +92,12 @@ test('at the deadline a settle seen in any audit core wins over failing; on chai
   edge.leaderChanged(1, 'L')
   edge.offer(htlc(1n))
   edge.offer(htlc(2n, { onChain: true, autoFailHeight: 400 }))
-  edge.settleKnown(paymentHash, randomBytes(32)) // a wrong preimage is ignored
+  edge.settleKnown(randomBytes(32)) // a preimage of no held HTLC is ignored
   assert.ok(edge.height(279).every((a) => a.type === 'record' && a.decision.action === 'fail'))
   const other = new Edge({ self: 'me', deadlineMarginBlocks: 2 })
   other.offer(htlc(1n))
   other.offer(htlc(2n, { onChain: true, autoFailHeight: 281 }))
-  other.settleKnown(paymentHash, preimage)
+  other.settleKnown(preimage)
   const settled = other.height(279)
   assert.equal(settled.length, 2)
   assert.ok(settled.every((a) => a.type === 'record' && a.decision.action === 'settle'))
