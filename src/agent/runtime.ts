@@ -530,7 +530,7 @@ export class Agent {
 
   /** This agent's view of the cluster, for the highwire.Cluster status RPC. */
   status(): Promise<ClusterStatus> {
-    return readAgentStatus(this, SOFTWARE, this.clock())
+    return readAgentStatus(this, SOFTWARE, this.clock)
   }
 
   private record(record: AuditRecord): Promise<void> {

@@ -179,9 +179,13 @@ function absentVoter(key: string, source: StatusSource): StatusMember {
   }
 }
 
-/** The agent's view now; own LND nodes are probed in parallel, each for at most `probeMs`. */
-export async function readStatus(source: StatusSource, nowMs: number, probeMs = LND_PROBE_MS): Promise<ClusterStatus> {
+/**
+ * The agent's view once its own LND nodes were probed (in parallel, each for at most `probeMs`): its
+ * time is read after the probes, as the peers' last-seen times are, which messages may move meanwhile.
+ */
+export async function readStatus(source: StatusSource, clock: () => number, probeMs = LND_PROBE_MS): Promise<ClusterStatus> {
   const probes = await Promise.all(source.links.map((link) => probeLink(link, probeMs)))
+  const nowMs = clock()
   const { member } = source
   const self: StatusMember = {
     agent: bytes(source.id),
@@ -218,7 +222,7 @@ export async function readStatus(source: StatusSource, nowMs: number, probeMs = 
 }
 
 /** The running agent's view (the runtime's status() hook). */
-export function readAgentStatus(agent: Agent, software: string, nowMs: number): Promise<ClusterStatus> {
+export function readAgentStatus(agent: Agent, software: string, clock: () => number): Promise<ClusterStatus> {
   const hosts = new Map(agent.config.lnd.nodes.map((n) => [n.name, n.host]))
   return readStatus({
     id: agent.id,
@@ -235,10 +239,10 @@ export function readAgentStatus(agent: Agent, software: string, nowMs: number): 
       host: hosts.get(link.name) ?? '',
       height: link.height,
       getInfo: () => link.client.getInfo(),
-      inboundMsat: () => link.refreshInbound(nowMs)
+      inboundMsat: () => link.refreshInbound(clock())
     })),
     muxPubkey: agent.muxPubkey()
-  }, nowMs)
+  }, clock)
 }
 
 // --- the wire: ClusterStatus <-> highwire.ClusterStatus as proto-loader hands it over ---
