@@ -17,6 +17,7 @@
 //    settlement deadline and accepts only SETTLE (held_htlc_set.go onChainHeld.resolve);
 //  - held off-chain HTLCs are failed by lnd itself once the height reaches auto_fail_height.
 import { sha256 } from '@noble/hashes/sha2.js'
+import unslab from 'unslab'
 import { InterceptorError } from './errors.ts'
 import type { RawInterceptResponse } from './client.ts'
 
@@ -72,10 +73,20 @@ export type DecideEffect =
   | { type: 'duplicate' } // the same decision was already taken
   | { type: 'withheld' } // on-chain HTLC and not a settle: lnd would refuse it, it times out on chain
 
+// What the rules below read of an offer. A circuit is remembered until its incoming expiry, hours
+// after it was decided: keeping the offer itself would keep its onion and, through its decoded
+// fields, lnd's whole gRPC frame for as long, so the payment hash is copied out of the frame.
+export type HeldTerms = Pick<InterceptedHtlc, 'circuit' | 'paymentHash' | 'incomingExpiry' | 'autoFailHeight' | 'onChain'>
+
+function heldTerms (htlc: InterceptedHtlc): HeldTerms {
+  const { circuit, paymentHash, incomingExpiry, autoFailHeight, onChain } = htlc
+  return { circuit, paymentHash: unslab(paymentHash), incomingExpiry, autoFailHeight, onChain }
+}
+
 // Only HTLCs for the virtual channel are tracked: anything else gets one RESUME per offer and
 // needs no memory.
 interface Circuit {
-  htlc: InterceptedHtlc // latest offer
+  htlc: HeldTerms // of the latest offer
   decision: Decision | null
   awaitingOn: number | null // stream epoch of an offer not answered yet
   answered: boolean // the decision went out at least once
@@ -122,7 +133,7 @@ function sameDecision (a: Decision, b: Decision): boolean {
 }
 
 // lnd accepts nothing but SETTLE for an on-chain HTLC.
-function sendable (decision: Decision, htlc: InterceptedHtlc): boolean {
+function sendable (decision: Decision, htlc: Pick<InterceptedHtlc, 'onChain'>): boolean {
   return !htlc.onChain || decision.action === 'settle'
 }
 
@@ -177,18 +188,18 @@ export class CircuitTracker {
     const id = circuitId(htlc.circuit)
     const known = this.circuits.get(id)
     if (known === undefined) {
-      this.circuits.set(id, { htlc, decision: null, awaitingOn: this.epoch, answered: false, expired: false })
+      this.circuits.set(id, { htlc: heldTerms(htlc), decision: null, awaitingOn: this.epoch, answered: false, expired: false })
       return { type: 'handle', htlc }
     }
     const promoted = htlc.onChain && !known.htlc.onChain
     // A repeat while the offer is still unanswered on this stream is the same entry of lnd's,
     // unless the HTLC just moved on-chain (addOnChain replaced the entry).
     if (known.awaitingOn === this.epoch && !promoted) {
-      known.htlc = htlc
+      known.htlc = heldTerms(htlc)
       return known.decision === null ? { type: 'held' } : { type: 'ignore', reason: 'duplicate' }
     }
     const wasExpired = known.expired
-    known.htlc = htlc
+    known.htlc = heldTerms(htlc)
     known.expired = false
     known.awaitingOn = this.epoch
     if (known.decision === null) return promoted || wasExpired ? { type: 'handle', htlc } : { type: 'held' }
@@ -220,11 +231,11 @@ export class CircuitTracker {
   // New best block. Returns the HTLCs lnd has just failed back itself (held off-chain and still
   // unanswered at auto_fail_height: held_htlc_set.go offChainHeld.expire). Forgets circuits past
   // their incoming expiry, after which lnd can offer them in no form.
-  advanceHeight (height: number): InterceptedHtlc[] {
+  advanceHeight (height: number): HeldTerms[] {
     if (!Number.isSafeInteger(height) || height < 0) throw new RangeError(`block height must be a non-negative integer, got ${height}`)
     if (height <= this.height) return []
     this.height = height
-    const expired: InterceptedHtlc[] = []
+    const expired: HeldTerms[] = []
     for (const [id, c] of this.circuits) {
       if (height >= c.htlc.incomingExpiry) {
         this.circuits.delete(id)

@@ -3,7 +3,7 @@
 // virtual channel go to `onHtlc`; everything else is RESUMEd at once. All resolution rules live
 // in the pure CircuitTracker (./circuits.ts); this file only moves messages.
 import { virtualScid } from '../ln/scid.ts'
-import { CircuitTracker, circuitId, type CircuitKey, type Decision, type InterceptedHtlc, type OfferEffect } from './circuits.ts'
+import { CircuitTracker, circuitId, type CircuitKey, type Decision, type HeldTerms, type InterceptedHtlc, type OfferEffect } from './circuits.ts'
 import { parseU64, type InterceptorCall, type LndClient, type RawInterceptRequest, type RawInterceptResponse } from './client.ts'
 import { LndError } from './errors.ts'
 import { ReconnectingStream, type StreamEvent } from './stream.ts'
@@ -21,7 +21,7 @@ export interface InterceptorOptions {
   client: LndClient
   onHtlc: (htlc: InterceptedHtlc) => void
   // lnd failed a held HTLC back by itself (auto_fail_height reached before a decision went out).
-  onExpired?: (htlc: InterceptedHtlc) => void
+  onExpired?: (htlc: HeldTerms) => void
   onEvent?: (event: InterceptorEvent) => void // default: the client's onEvent
 }
 

@@ -185,3 +185,18 @@ test('only virtual-channel circuits are kept, until their incoming expiry passes
   assert.equal(t.size, 0)
   assert.throws(() => t.advanceHeight(-1), RangeError)
 })
+
+test('a remembered circuit keeps no part of lnd\'s gRPC frame: not the onion, not a view of the payment hash', () => {
+  const t = opened()
+  // As protobufjs decodes it: bytes fields are views of the one frame.
+  const frame = Buffer.alloc(8192)
+  HASH.copy(frame, 100)
+  const offered = htlc(1n, 1n, { paymentHash: frame.subarray(100, 132), onionBlob: frame.subarray(200, 1566) })
+  t.offer(offered)
+  const [kept] = t.advanceHeight(181)
+  assert.deepEqual(Object.keys(kept!).sort(), ['autoFailHeight', 'circuit', 'incomingExpiry', 'onChain', 'paymentHash'])
+  assert.equal(kept!.paymentHash.buffer.byteLength, 32)
+  assert.ok(kept!.paymentHash.equals(HASH))
+  frame.fill(0) // what lnd's frame held later is not what the tracker checks a preimage against
+  assert.throws(() => t.decide({ chanId: 1n, htlcId: 1n }, { action: 'settle', preimage: PREIMAGE }), errCode('htlc_expired'))
+})

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import { createHash } from 'node:crypto'
 import { HtlcInterceptor, parseInterceptRequest, type InterceptorEvent } from '../../src/lnd/interceptor.ts'
 import type { LndClient, RawInterceptRequest, RawInterceptResponse } from '../../src/lnd/client.ts'
-import type { InterceptedHtlc } from '../../src/lnd/circuits.ts'
+import type { HeldTerms, InterceptedHtlc } from '../../src/lnd/circuits.ts'
 import { LndError } from '../../src/lnd/errors.ts'
 import { virtualScid } from '../../src/ln/scid.ts'
 import { Router } from '../../src/lnd/proto.ts'
@@ -47,7 +47,7 @@ function harness () {
   const clock = new ManualClock()
   const calls: FakeDuplex[] = []
   const htlcs: InterceptedHtlc[] = []
-  const expired: InterceptedHtlc[] = []
+  const expired: HeldTerms[] = []
   const events: InterceptorEvent[] = []
   const client = {
     name: 'alice',
