@@ -29,6 +29,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import { statelessPreimage } from '../ln/stateless.ts'
 import { prevails } from '../cluster/supersede.ts'
+import { ownedRecord } from './records.ts'
 import type { MuxRecord } from './types.ts'
 import {
   encodeEntries,
@@ -154,7 +155,8 @@ export class MuxLedger {
     const held = old?.[FIELD[record.type]]
     if (held !== undefined && !prevails(record, held)) return false
     if (held === undefined) this.records_++
-    this.setLive(hashHex, this.withRecord(old ?? { hash: record.hash, redeemable: true }, record))
+    const owned = ownedRecord(record)
+    this.setLive(hashHex, this.withRecord(old ?? { hash: owned.hash, redeemable: true }, owned))
     return true
   }
 
@@ -165,8 +167,9 @@ export class MuxLedger {
   replace(hash: Uint8Array, records: readonly MuxRecord[]): void {
     const hashHex = hex(hash)
     const old = this.entry(hashHex)
-    let next: LedgerEntry = { hash, redeemable: true }
-    for (const record of records) next = this.withRecord(next, record)
+    const owned = records.map((record) => ownedRecord(record))
+    let next: LedgerEntry = { hash: owned[0]!.hash, redeemable: true }
+    for (const record of owned) next = this.withRecord(next, record)
     this.records_ += records.length - (old === undefined ? 0 : [...recordsOf(old)].length)
     this.setLive(hashHex, next)
   }

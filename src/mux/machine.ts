@@ -12,11 +12,13 @@
 // cost of its unsettled ones. What restore needs of all of them up front is in the ledger already:
 // which records it refuses (reported at once), which settled sets await their final status (their
 // circuits answer final resolutions, which carry no hash), and the settlement numbers.
+import unslab from 'unslab'
 import { DEFAULT_VIRTUAL_CHANNEL_POLICY, type VirtualChannelPolicy } from '../ln/stateless.ts'
 import { htlcSetId } from '../ln/setid.ts'
 import { FailureCode } from '../ln/failure.ts'
 import { checkHtlc, encryptedFailure, htlcShapeError, incorrectOrUnknown, type ValidPart } from './checks.ts'
 import { MuxLedger, settlePreimage, type SettlementOrder } from './ledger.ts'
+import { ownedRecord } from './records.ts'
 import {
   MuxError,
   type Circuit,
@@ -442,7 +444,7 @@ export class MuxMachine {
     if (set === undefined && htlc.outgoingAmountMsat > part.invoiceAmountMsat) return unknown('overpayment')
 
     if (invoice === undefined) {
-      invoice = { hash: Buffer.from(htlc.paymentHash), cancelled: false }
+      invoice = { hash: unslab(htlc.paymentHash), cancelled: false }
       this.invoices.set(hashHex, invoice)
     }
     const open = set ?? this.openSet(invoice, part)
@@ -476,7 +478,8 @@ export class MuxMachine {
   }
 
   private requestSettle(invoice: Invoice, set: OpenSet): MuxOutput[] {
-    const record: MuxRecord & { type: 'settle_requested' } = {
+    // Owned bytes: the settled set keeps the record's circuits, which came in the edges' offers.
+    const record = ownedRecord<MuxRecord & { type: 'settle_requested' }>({
       type: 'settle_requested',
       term: this.term,
       hash: invoice.hash,
@@ -485,7 +488,7 @@ export class MuxMachine {
       amountMsat: set.invoiceAmountMsat,
       htlcs: [...set.parts.values()].map((p) => ({ circuit: p.htlc.circuit, amountMsat: p.htlc.outgoingAmountMsat })),
       time: this.now()
-    }
+    })
     set.settlePending = record
     return [{ kind: 'persist', record }]
   }

@@ -1,6 +1,7 @@
 // The durable records of the virtual node as JSON lines: bytes as hex, msat and ids as decimal
 // strings, so that a record reads back exactly (bigint) and an operator can read the file. Decoding
 // validates every field: a record is either exactly what was written or a MuxError 'bad_record'.
+import unslab from 'unslab'
 import { MuxError, type Circuit, type FinalStatus, type MuxRecord, type SetHtlc } from './types.ts'
 
 type Json = Record<string, unknown>
@@ -28,6 +29,30 @@ export function encodeRecord(record: MuxRecord): string {
       return JSON.stringify({ ...common, term: record.term })
     case 'final':
       return JSON.stringify({ ...common, setId: hex(record.setId), status: record.status })
+  }
+}
+
+/**
+ * `record` with its bytes in buffers of its own. A decoded record's fields are views of the frame,
+ * audit block or pool slab they were read from (KBs, up to a replicated batch); whatever keeps the
+ * record for the life of the agent (the ledger, a settled set) would keep those alive with it.
+ */
+export function ownedRecord<R extends MuxRecord>(record: R): R
+export function ownedRecord(record: MuxRecord): MuxRecord {
+  switch (record.type) {
+    case 'settle_requested': {
+      const nodes = record.htlcs.map((h) => h.circuit.node)
+      const [hash, setId, paymentAddr, ...owned] = unslab.all([record.hash, record.setId, record.paymentAddr, ...nodes])
+      const htlcs = record.htlcs.map((h, i) => ({ ...h, circuit: { ...h.circuit, node: owned[i]! } }))
+      return { ...record, hash: hash!, setId: setId!, paymentAddr: paymentAddr!, htlcs }
+    }
+    case 'final': {
+      const [hash, setId] = unslab.all([record.hash, record.setId])
+      return { ...record, hash: hash!, setId: setId! }
+    }
+    case 'cancelled':
+    case 'parts_failed':
+      return { ...record, hash: unslab(record.hash) }
   }
 }
 

@@ -4,7 +4,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import { LedgerBase, LedgerFormatError } from '../../src/mux/ledger-format.ts'
-import { encodeRecord } from '../../src/mux/records.ts'
+import { decodeRecord, encodeRecord } from '../../src/mux/records.ts'
+import type { MuxRecord } from '../../src/mux/types.ts'
 import { rng } from './fuzz-kit.ts'
 import { history, OTHER_KEY, settleRecord, shuffled } from './ledger-fixture.ts'
 import { IDENTITY_KEY as KEY } from './mux-fixture.ts'
@@ -92,6 +93,22 @@ test('add tells whether the ledger changed: a copy or a later record of the same
   assert.equal(ledger.add({ ...settle, setId: Buffer.alloc(32, 1), time: 999 }), true)
   assert.equal(ledger.size, 1)
   assert.ok(Buffer.from(ledger.get('settle_requested', settle.hash)!.setId).equals(Buffer.alloc(32, 1)))
+})
+
+test('the ledger keeps no view of what a record was decoded from (a notice, an audit block, a pool slab)', () => {
+  const random = rng(8)
+  const settle = settleRecord(random, KEY, 1000)
+  const records: MuxRecord[] = [settle, { type: 'final', hash: settle.hash, setId: settle.setId, status: 'settled', time: 1001 }]
+  const ledger = new MuxLedger(KEY)
+  for (const record of records) {
+    const decoded = decodeRecord(encodeRecord(record)) // hex-decoded fields: views of one 8 KB slab
+    assert.ok(decoded.hash.buffer.byteLength > 1024)
+    ledger.add(decoded)
+  }
+  const kept = [...ledger.records()]
+  assert.deepEqual(kept.map(encodeRecord).sort(), records.map(encodeRecord).sort())
+  const fields = kept.flatMap((r) => [r.hash, ...('setId' in r ? [r.setId] : []), ...(r.type === 'settle_requested' ? [r.paymentAddr, ...r.htlcs.map((h) => h.circuit.node)] : [])])
+  for (const field of fields) assert.ok(field.buffer.byteLength <= 32 * 3 + 33 * 4, `a ${field.length}-byte field keeps ${field.buffer.byteLength} bytes`)
 })
 
 test('a damaged packed ledger is refused with a precise error', () => {

@@ -1,7 +1,7 @@
 // The mux record codec (the bytes of record-notice messages): exact round trips, strict decoding.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { decodeRecord, encodeRecord } from '../../src/mux/records.ts'
+import { decodeRecord, encodeRecord, ownedRecord } from '../../src/mux/records.ts'
 import { MuxError, type MuxRecord } from '../../src/mux/types.ts'
 
 const bytes = (n: number, fill: number): Buffer => Buffer.alloc(n, fill)
@@ -56,3 +56,41 @@ test('decoding refuses anything but a well-formed record', () => {
   for (const v of variants) assert.throws(() => decodeRecord(JSON.stringify(v)), isBadRecord, JSON.stringify(v))
   assert.throws(() => decodeRecord('{"type":'), isBadRecord)
 })
+
+test('an owned record holds its bytes in buffers of its own, not views of the frame it was decoded from', () => {
+  for (const r of RECORDS) {
+    const frame = Buffer.from(encodeRecord(r).repeat(20)) // a frame far larger than the record
+    const viewed = viewsOf(r, frame)
+    const owned = ownedRecord(viewed)
+    assert.deepEqual(owned, r)
+    for (const field of byteFields(owned)) assert.ok(field.buffer !== frame.buffer && field.buffer.byteLength < 256)
+    frame.fill(0)
+    assert.deepEqual(owned, r)
+  }
+})
+
+/** `r` with each byte field a view of `frame` (as a decoder without copies returns it). */
+function viewsOf(r: MuxRecord, frame: Buffer): MuxRecord {
+  let at = 0
+  const view = (b: Uint8Array): Buffer => {
+    Buffer.from(b).copy(frame, at)
+    return frame.subarray(at, (at += b.length))
+  }
+  const hash = view(r.hash)
+  switch (r.type) {
+    case 'settle_requested':
+      return { ...r, hash, setId: view(r.setId), paymentAddr: view(r.paymentAddr), htlcs: r.htlcs.map((h) => ({ ...h, circuit: { ...h.circuit, node: view(h.circuit.node) } })) }
+    case 'final':
+      return { ...r, hash, setId: view(r.setId) }
+    default:
+      return { ...r, hash }
+  }
+}
+
+function byteFields(r: MuxRecord): Uint8Array[] {
+  switch (r.type) {
+    case 'settle_requested': return [r.hash, r.setId, r.paymentAddr, ...r.htlcs.map((h) => h.circuit.node)]
+    case 'final': return [r.hash, r.setId]
+    default: return [r.hash]
+  }
+}
