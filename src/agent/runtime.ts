@@ -413,16 +413,20 @@ export class Agent {
 
   // --- LND events ---
 
-  /**
-   * A new block (or an HTLC offered within a block of its deadline): edges fail undecided HTLCs at
-   * their deadline.
-   * From a block before one is due, the audit cores are read first for a settle decision that
-   * reached any edge (known-settles.ts), which wins then.
-   */
+  /** A new block: the leader's height rules at once, then the edge's deadlines (checkDeadlines). */
   private onHeight(height: number): void {
-    if (!this.member.edge.settleScanDue(height)) return this.apply(this.member.blockHeight(height))
+    this.apply(this.member.blockHeight(height))
+    this.checkDeadlines()
+  }
+
+  /**
+   * Edges fail undecided HTLCs at their deadline. From a block before one is due, the audit cores
+   * are read first for a settle decision that reached any edge (known-settles.ts), which wins then.
+   */
+  private checkDeadlines(): void {
+    if (!this.member.edge.settleScanDue(this.member.chainHeight)) return this.apply(this.member.checkDeadlines())
     this.settleScanner.scan(this.audit.cores(), (preimage) => this.member.edge.settleKnown(preimage)).catch((err: Error) => this.log.warn('could not read the audit cores for settle decisions', { error: err }))
-      .finally(() => this.apply(this.member.blockHeight(height)))
+      .finally(() => this.apply(this.member.checkDeadlines()))
   }
 
   private onHtlc(link: NodeLink, htlc: InterceptedHtlc): void {
@@ -439,12 +443,11 @@ export class Agent {
     })
     const held = { ...htlc, node: link.pubkey }
     this.apply(this.member.htlc(held))
-    const height = this.member.chainHeight
-    if (!this.member.edge.nearDeadline(held, height)) return
+    if (!this.member.edge.nearDeadline(held, this.member.chainHeight)) return
     // Offered within a block of its deadline: replayed by lnd after this agent was down, while its
     // settle decision may have gone by; read every core from the start before deciding it.
     this.settleScanner.rewind()
-    this.onHeight(height)
+    this.checkDeadlines()
   }
 
   private onFinal(link: NodeLink, circuit: CircuitKey, settled: boolean): void {

@@ -400,7 +400,7 @@ export class ClusterMember {
 
   /**
    * An HTLC one of this agent's own nodes intercepted for its virtual scid. The edge decides nothing
-   * at offer time: one at or past its deadline waits for the driver's next blockHeight call.
+   * at offer time: one within a block of its deadline waits for the driver's checkDeadlines call.
    */
   htlc(htlc: EdgeHtlc): MemberAction[] {
     return this.fromEdge(this.edge.offer(htlc))
@@ -411,11 +411,19 @@ export class ClusterMember {
     return this.height
   }
 
+  /** A new best block: the leader's mux fails what its height rules out. The edge's deadlines are `checkDeadlines`. */
   blockHeight(height: number): MemberAction[] {
     this.height = Math.max(this.height, height)
-    const actions = this.fromEdge(this.edge.height(height))
-    if (this.isServing()) actions.push(...this.fromMux(this.mux!.blockHeight(height)))
-    return actions
+    return this.isServing() ? this.fromMux(this.mux!.blockHeight(height)) : []
+  }
+
+  /**
+   * The edge fails (or settles, where a settle is known) every undecided HTLC at its deadline at the
+   * chain height: after each block, and after an offer within a block of its deadline. A driver that
+   * reads the audit cores for settle decisions (settleScanDue) does so first.
+   */
+  checkDeadlines(): MemberAction[] {
+    return this.fromEdge(this.edge.height(this.height))
   }
 
   /** The driver stored the edge's decision `id`: it may now be applied on LND. */

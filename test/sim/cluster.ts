@@ -443,7 +443,7 @@ export class ClusterSim {
         if (attentive) this.violation('7-bounded-holding', `${key} held by a live agent until lnd failed it at height ${height} (auto_fail_height ${htlc.autoFailHeight})`)
         if (agent.alive && agent.lndUp) this.apply(agent, agent.member.htlcFinal(htlc, false))
       }
-      if (agent.alive) this.apply(agent, agent.member.blockHeight(height))
+      if (agent.alive) this.newBlock(agent)
     }
   }
 
@@ -458,11 +458,16 @@ export class ClusterSim {
     if (agent.alive && agent.lndUp) this.offerTo(agent, htlc)
   }
 
-  /** As the agent runtime does: an HTLC offered at its deadline is decided by a deadline check at once. */
+  /** As the agent runtime does: an HTLC offered within a block of its deadline is decided by a deadline check at once. */
   private offerTo(agent: SimAgent, htlc: EdgeHtlc): void {
     this.apply(agent, agent.member.htlc(htlc))
-    const height = agent.member.chainHeight
-    if (agent.alive && agent.member.edge.nearDeadline(htlc, height)) this.apply(agent, agent.member.blockHeight(height))
+    if (agent.alive && agent.member.edge.nearDeadline(htlc, agent.member.chainHeight)) this.apply(agent, agent.member.checkDeadlines())
+  }
+
+  /** As the agent runtime does at a new block (and at a start): the member's height rules, then its deadlines. */
+  private newBlock(agent: SimAgent): void {
+    this.apply(agent, agent.member.blockHeight(this.height))
+    if (agent.alive) this.apply(agent, agent.member.checkDeadlines())
   }
 
   kill(id: string): void {
@@ -481,7 +486,7 @@ export class ClusterSim {
     agent.attentiveSince = this.now
     agent.member = agent.create()
     for (const other of this.agents.values()) if (other !== agent) this.join(id, other.spec.id)
-    this.apply(agent, agent.member.blockHeight(this.height))
+    this.newBlock(agent)
     if (agent.lndUp) this.reoffer(agent)
   }
 
@@ -506,7 +511,7 @@ export class ClusterSim {
       const htlc = agent.held.get(key)
       if (htlc !== undefined) this.resolve(agent, htlc, decision)
     }
-    this.apply(agent, agent.member.blockHeight(this.height))
+    this.newBlock(agent)
     this.reoffer(agent)
   }
 
