@@ -14,6 +14,7 @@ import type { Logger } from '../log.ts'
 import { MuxError, type MuxErrorCode } from '../mux/types.ts'
 import { LnmuxService } from './proto.ts'
 import { ApiError, type AcceptedSet, type ApiErrorCode, type InvoiceApi, type ListedInvoice, type SettlementStatus } from './service.ts'
+import { CodedError } from '../errors.ts'
 
 export const DEFAULT_API_LISTEN: HostPort = { host: '127.0.0.1', port: 19090 }
 
@@ -35,15 +36,7 @@ const MAX_REQUEST_BYTES = 64 * 1024
 
 export type ApiServerErrorCode = 'tls_required' | 'bind_failed'
 
-export class ApiServerError extends Error {
-  readonly code: ApiServerErrorCode
-
-  constructor(code: ApiServerErrorCode, message: string) {
-    super(message)
-    this.name = 'ApiServerError'
-    this.code = code
-  }
-}
+export class ApiServerError extends CodedError<ApiServerErrorCode> {}
 
 export interface ApiServerOptions {
   api: InvoiceApi

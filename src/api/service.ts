@@ -2,6 +2,7 @@
 // state machine (src/mux/) on the leader, and by forwarding to the leader elsewhere; the gRPC layer
 // only validates and translates wire messages. Bytes are Uint8Array, msat and sequence numbers
 // bigint, times whole Unix seconds.
+import { CodedError } from '../errors.ts'
 
 /** GetInfo: the virtual node's identity and the LND nodes that carry its route hints. */
 export interface ApiInfo {
@@ -83,12 +84,4 @@ export type ApiErrorCode =
   | 'not_leader' // this agent cannot serve the call now (no leader reachable)
   | 'aborted' // the wait was aborted (client gone or server closing)
 
-export class ApiError extends Error {
-  readonly code: ApiErrorCode
-
-  constructor(code: ApiErrorCode, message: string) {
-    super(message)
-    this.name = 'ApiError'
-    this.code = code
-  }
-}
+export class ApiError extends CodedError<ApiErrorCode> {}

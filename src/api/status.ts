@@ -11,6 +11,7 @@ import type { Role } from '../cluster/messages.ts'
 import type { PeerStatus } from '../cluster/peers.ts'
 import { agentRole } from '../config/schema.ts'
 import type { Logger } from '../log.ts'
+import { CodedError } from '../errors.ts'
 
 export const HIGHWIRE_PROTO_DIR = fileURLToPath(new URL('../../proto/highwire/', import.meta.url))
 export const CLUSTER_PROTO_FILE = 'cluster.proto'
@@ -292,15 +293,7 @@ export function statusToWire(s: ClusterStatus): object {
 }
 
 /** An answer that does not have the shape of highwire.ClusterStatus. */
-export class StatusError extends Error {
-  readonly code: 'bad_status' | 'unreachable'
-
-  constructor(code: StatusError['code'], message: string) {
-    super(message)
-    this.name = 'StatusError'
-    this.code = code
-  }
-}
+export class StatusError extends CodedError<'bad_status' | 'unreachable'> {}
 
 type Wire = Record<string, unknown>
 

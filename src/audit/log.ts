@@ -37,6 +37,7 @@ import Corestore from 'corestore'
 import type Hypercore from 'hypercore'
 import type { Duplex } from 'node:stream'
 import { encodeBlock, encodeRecord, decodeBlock, type AuditRecord } from './records.ts'
+import { CodedError } from '../errors.ts'
 
 export const AUDIT_CORE_NAME = 'audit'
 // Per-core user data (local, never replicated) listing the replicas to reopen at start-up.
@@ -47,14 +48,7 @@ export const MAX_BLOCK_BYTES = 1 << 20
 
 export type AuditErrorCode = 'storage_copied' | 'storage_locked' | 'read_only' | 'closed' | 'write_failed' | 'bad_key'
 
-export class AuditError extends Error {
-  readonly code: AuditErrorCode
-  constructor(code: AuditErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'AuditError'
-    this.code = code
-  }
-}
+export class AuditError extends CodedError<AuditErrorCode> {}
 
 export interface AuditLogOptions {
   path: string

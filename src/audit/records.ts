@@ -15,6 +15,7 @@
 //
 // Versions: 1 the first; 2 adds `term` to settle_requested and settle_cancelled, and parts_failed.
 import c from 'compact-encoding'
+import { CodedError } from '../errors.ts'
 
 export const FORMAT_VERSION = 2
 
@@ -112,14 +113,7 @@ type Fields<F> = F extends ReadonlyArray<readonly [infer N extends string, infer
 export type RecordOf<T extends RecordType> = { type: T; time: number } & Fields<Schema[T]['fields']>
 export type AuditRecord = { [T in RecordType]: RecordOf<T> }[RecordType]
 
-export class AuditRecordError extends Error {
-  readonly code: 'unknown_record_type' | 'unsupported_version' | 'malformed_record' | 'invalid_field'
-  constructor(code: AuditRecordError['code'], message: string) {
-    super(message)
-    this.name = 'AuditRecordError'
-    this.code = code
-  }
-}
+export class AuditRecordError extends CodedError<'unknown_record_type' | 'unsupported_version' | 'malformed_record' | 'invalid_field'> {}
 
 const node33 = c.fixed(33)
 

@@ -28,6 +28,7 @@ import c from 'compact-encoding'
 import type Hypercore from 'hypercore'
 import { readBlocks, type AuditLog } from './log.ts'
 import type { AuditRecord } from './records.ts'
+import { CodedError } from '../errors.ts'
 
 // Records folded since the last snapshot before the next is written: bounds the tail a restart
 // replays (~2 s of single-record blocks, bench/startup.bench.ts) against the cost of rewriting the
@@ -38,11 +39,9 @@ export const CHECKPOINT_EVERY = 100_000
 export const CHUNK_ENTRIES = 10_000
 const SHA256_BYTES = 32
 
-export class CheckpointError extends Error {
-  readonly code = 'bad_snapshot'
+export class CheckpointError extends CodedError<'bad_snapshot'> {
   constructor(message: string) {
-    super(message)
-    this.name = 'CheckpointError'
+    super('bad_snapshot', message)
   }
 }
 

@@ -14,6 +14,7 @@ import { loadRawConfig } from '../config/load.ts'
 import { ConfigError, isTree } from '../config/reader.ts'
 import { parseDuration } from '../config/duration.ts'
 import { expandPath } from '../config/schema.ts'
+import { CodedError } from '../errors.ts'
 
 export const AUDIT_USAGE =
   'usage: audit <verify|timeline|state|statement> [--storage PATH] [--core KEY|--all] [--json] ' +
@@ -38,11 +39,9 @@ const ACCEPTS: Record<Command, readonly Option[]> = {
 // writer had appended at that moment, and nothing after (see log.ts "Second readers").
 export const FOLLOW_INTERVAL_MS = 500
 
-export class UsageError extends Error {
-  readonly code = 'usage'
+export class UsageError extends CodedError<'usage'> {
   constructor(message: string) {
-    super(message)
-    this.name = 'UsageError'
+    super('usage', message)
   }
 }
 

@@ -1,4 +1,5 @@
 // Typed errors of the cluster layer. `code` is stable: the reject events and the audit log carry it.
+import { CodedError } from '../errors.ts'
 
 export type ClusterErrorCode =
   | 'weak_secret'
@@ -7,14 +8,7 @@ export type ClusterErrorCode =
   | 'bad_sequence_file'
 
 /** Configuration or storage problems found while setting the swarm up. */
-export class ClusterError extends Error {
-  readonly code: ClusterErrorCode
-  constructor(code: ClusterErrorCode, message: string) {
-    super(message)
-    this.name = 'ClusterError'
-    this.code = code
-  }
-}
+export class ClusterError extends CodedError<ClusterErrorCode> {}
 
 export type EnvelopeErrorCode =
   | 'oversize'
@@ -25,14 +19,7 @@ export type EnvelopeErrorCode =
   | 'bad_signature'
 
 /** An envelope that cannot be decoded or verified; thrown by decodeEnvelope and the inbound gate. */
-export class EnvelopeError extends Error {
-  readonly code: EnvelopeErrorCode
-  constructor(code: EnvelopeErrorCode, message: string) {
-    super(message)
-    this.name = 'EnvelopeError'
-    this.code = code
-  }
-}
+export class EnvelopeError extends CodedError<EnvelopeErrorCode> {}
 
 export type PeerErrorCode =
   | EnvelopeErrorCode
@@ -48,11 +35,4 @@ export type PeerErrorCode =
   | 'mux_key_mismatch'
 
 /** Why a peer was refused or disconnected; reported through the swarm's `reject` event. */
-export class PeerError extends Error {
-  readonly code: PeerErrorCode
-  constructor(code: PeerErrorCode, message: string) {
-    super(message)
-    this.name = 'PeerError'
-    this.code = code
-  }
-}
+export class PeerError extends CodedError<PeerErrorCode> {}

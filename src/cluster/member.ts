@@ -23,6 +23,7 @@ import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
 import { decodeRecord, encodeRecord } from '../mux/records.ts'
 import type { Circuit, Decision, FailReason, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
 import { byApplyOrder, recordKey, resolveGathered } from './supersede.ts'
+import { CodedError } from '../errors.ts'
 
 export interface MemberTiming {
   leaseMs: number
@@ -938,10 +939,8 @@ export class ClusterMember {
   }
 }
 
-export class NotLeaderError extends Error {
-  readonly code = 'not_leader'
+export class NotLeaderError extends CodedError<'not_leader'> {
   constructor(readonly leader: string | null) {
-    super(leader === null ? 'no leader is serving the virtual node right now' : 'this agent does not lead the virtual node')
-    this.name = 'NotLeaderError'
+    super('not_leader', leader === null ? 'no leader is serving the virtual node right now' : 'this agent does not lead the virtual node')
   }
 }

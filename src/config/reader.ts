@@ -2,6 +2,7 @@
 // first, so an operator fixes all of them in one go. Each problem names the key path, what is wrong
 // with the value and an example of a good one.
 import { parseDuration, describe } from './duration.ts'
+import { CodedError } from '../errors.ts'
 
 export interface ConfigIssue {
   path: string
@@ -9,11 +10,9 @@ export interface ConfigIssue {
   example: string
 }
 
-export class ConfigError extends Error {
-  readonly code = 'invalid_config'
+export class ConfigError extends CodedError<'invalid_config'> {
   constructor(readonly issues: ConfigIssue[]) {
-    super(issues.map(formatIssue).join('\n'))
-    this.name = 'ConfigError'
+    super('invalid_config', issues.map(formatIssue).join('\n'))
   }
 }
 

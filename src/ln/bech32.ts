@@ -1,17 +1,11 @@
 // Bech32 (BIP-173) as BOLT 11 uses it: the original checksum constant (not bech32m), no 90-character
 // limit ("MAY exceed the 90-character limit specified in BIP-0173"), upper case accepted on input.
 // Words are 5-bit values in a Uint8Array; the converters pack them to and from bytes.
+import { CodedError } from '../errors.ts'
 
 export type Bech32ErrorCode = 'invalid_character' | 'mixed_case' | 'missing_separator' | 'invalid_checksum'
 
-export class Bech32Error extends Error {
-  readonly code: Bech32ErrorCode
-  constructor(code: Bech32ErrorCode, message: string) {
-    super(message)
-    this.name = 'Bech32Error'
-    this.code = code
-  }
-}
+export class Bech32Error extends CodedError<Bech32ErrorCode> {}
 
 const CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l'
 const CHARSET_CODES = Uint8Array.from(CHARSET, (c) => c.charCodeAt(0))

@@ -2,18 +2,16 @@
 // variable-length integer (1, 3, 5 or 9 bytes) that MUST be minimally encoded. A non-minimal encoding
 // is rejected, never silently accepted, because two encodings of one value would let a TLV stream
 // have two serialisations (and break signatures and HMACs computed over it).
+import { CodedError } from '../errors.ts'
 
 /** Error of the BigSize/TLV codecs. `offset` is the byte offset in the input where decoding failed. */
-export class TlvError extends Error {
-  readonly code: 'truncated' | 'non_canonical' | 'not_increasing' | 'non_minimal' | 'too_long' | 'out_of_range'
+export class TlvError extends CodedError<'truncated' | 'non_canonical' | 'not_increasing' | 'non_minimal' | 'too_long' | 'out_of_range'> {
   readonly offset: number
   /** The record type being read when the error occurred, when it was already decoded. */
   readonly type: bigint | undefined
 
   constructor(code: TlvError['code'], message: string, offset = 0, type?: bigint) {
-    super(message)
-    this.name = 'TlvError'
-    this.code = code
+    super(code, message)
     this.offset = offset
     this.type = type
   }

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto'
 import { secp256k1 } from './secp256k1.ts'
 import { Bech32Error, bech32Decode, bech32Encode, packBytes, wordLength, wordsToBytes } from './bech32.ts'
+import { CodedError } from '../errors.ts'
 
 export type Network = 'mainnet' | 'testnet' | 'signet' | 'regtest'
 
@@ -86,14 +87,7 @@ export type InvoiceErrorCode =
   | 'high_s_signature'
   | 'invalid_signature'
 
-export class InvoiceError extends Error {
-  readonly code: InvoiceErrorCode
-  constructor(code: InvoiceErrorCode, message: string) {
-    super(message)
-    this.name = 'InvoiceError'
-    this.code = code
-  }
-}
+export class InvoiceError extends CodedError<InvoiceErrorCode> {}
 
 // BOLT 11 "Human-Readable Part": `ln` + BIP-173 currency prefix.
 const NETWORK_PREFIX: Record<Network, string> = { mainnet: 'lnbc', testnet: 'lntb', signet: 'lntbs', regtest: 'lnbcrt' }

@@ -5,6 +5,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { chacha20, generateKey, hmacSha256 } from './sphinx.ts'
 import { MAX_U64, TlvError, bigSizeLength, decodeBigSize, writeBigSize } from './bigsize.ts'
+import { CodedError } from '../errors.ts'
 
 /** failure_len + failuremsg padded to at least this many bytes, so failures look alike on the wire. */
 export const FAILURE_MESSAGE_PADDED_LENGTH = 256
@@ -74,15 +75,12 @@ export type FailureMessage =
 
 export type FailureErrorCode = 'truncated' | 'malformed' | 'invalid_field' | 'too_long' | 'invalid_length' | 'invalid_secret' | 'unknown_origin'
 
-export class FailureError extends Error {
-  readonly code: FailureErrorCode
+export class FailureError extends CodedError<FailureErrorCode> {
   /** For a packet whose HMAC matched but whose padding framing is broken: the hop that sent it. */
   readonly hopIndex: number | undefined
 
   constructor(code: FailureErrorCode, message: string, hopIndex?: number) {
-    super(message)
-    this.name = 'FailureError'
-    this.code = code
+    super(code, message)
     this.hopIndex = hopIndex
   }
 }

@@ -9,6 +9,7 @@ import { secp256k1 } from './secp256k1.ts'
 import { chacha20, cipherStream, generateKey, hmacSha256, sha256 } from './sphinx.ts'
 import { MAX_U64, bigSizeLength, decodeBigSize, writeBigSize } from './bigsize.ts'
 import { TlvError, decodeTu32, decodeTu64, encodeTlvStream, encodeTu32, encodeTu64, scanTlvStream, type TlvRecord } from './tlv.ts'
+import { CodedError } from '../errors.ts'
 
 export const ONION_VERSION = 0
 export const PUBLIC_KEY_LENGTH = 33
@@ -42,16 +43,13 @@ export type OnionErrorCode = 'invalid_length' | 'invalid_version' | 'invalid_key
  * offending value within the hop payload's TLV stream; when peelOnion raises it, `sharedSecret` is
  * set too, since invalid_onion_payload goes back encrypted to the payer.
  */
-export class OnionError extends Error {
-  readonly code: OnionErrorCode
+export class OnionError extends CodedError<OnionErrorCode> {
   readonly tlvType: bigint | undefined
   readonly offset: number | undefined
   readonly sharedSecret: Uint8Array | undefined
 
   constructor(code: OnionErrorCode, message: string, where?: { tlvType: bigint; offset: number; sharedSecret?: Uint8Array }) {
-    super(message)
-    this.name = 'OnionError'
-    this.code = code
+    super(code, message)
     this.tlvType = where?.tlvType
     this.offset = where?.offset
     this.sharedSecret = where?.sharedSecret

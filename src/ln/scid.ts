@@ -1,14 +1,8 @@
 // Short channel ids (BOLT 7: block height 3 bytes ‖ transaction index 3 bytes ‖ output index 2 bytes)
 // and the virtual channel id that route hints use to reach the virtual node through a real node.
+import { CodedError } from '../errors.ts'
 
-export class ScidError extends Error {
-  readonly code: 'invalid_pubkey' | 'invalid_scid'
-  constructor(code: 'invalid_pubkey' | 'invalid_scid', message: string) {
-    super(message)
-    this.name = 'ScidError'
-    this.code = code
-  }
-}
+export class ScidError extends CodedError<'invalid_pubkey' | 'invalid_scid'> {}
 
 const MAX_SCID = (1n << 64n) - 1n
 const MAX_BLOCK = 0xffffff

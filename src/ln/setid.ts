@@ -2,6 +2,7 @@
 // each serialised as node(33) ‖ BE64 chan_id ‖ BE64 htlc_id. Because every part is fixed-width
 // big-endian, sorting the serialised keys bytewise is the same order.
 import { createHash } from 'node:crypto'
+import { CodedError } from '../errors.ts'
 
 export interface HtlcKey {
   /** 33-byte public key of the real node that holds the HTLC. */
@@ -10,11 +11,9 @@ export interface HtlcKey {
   htlcId: bigint
 }
 
-export class SetIdError extends Error {
-  readonly code = 'invalid_htlc_key'
+export class SetIdError extends CodedError<'invalid_htlc_key'> {
   constructor(message: string) {
-    super(message)
-    this.name = 'SetIdError'
+    super('invalid_htlc_key', message)
   }
 }
 

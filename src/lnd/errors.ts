@@ -1,5 +1,6 @@
 // Errors of the LND layer. Callers tell them apart by `code`; `node` names the LND node
 // (its configured name) so that an operator running several nodes knows which one is wrong.
+import { CodedError } from '../errors.ts'
 
 export type LndErrorCode =
   | 'rpc_failed' // a gRPC call failed (status code in `grpcCode`)
@@ -10,15 +11,12 @@ export type LndErrorCode =
   | 'interceptor_not_required' // lnd runs without --requireinterceptor
   | 'final_resolutions_not_stored' // lnd runs without --store-final-htlc-resolutions
 
-export class LndError extends Error {
-  readonly code: LndErrorCode
+export class LndError extends CodedError<LndErrorCode> {
   readonly node: string
   readonly grpcCode: number | undefined
 
   constructor (code: LndErrorCode, node: string, message: string, grpcCode?: number) {
-    super(`lnd ${node}: ${message}`)
-    this.name = 'LndError'
-    this.code = code
+    super(code, `lnd ${node}: ${message}`)
     this.node = node
     this.grpcCode = grpcCode
   }
@@ -31,12 +29,4 @@ export type InterceptorErrorCode =
   | 'preimage_mismatch' // SHA256(preimage) differs from the HTLC's payment hash
   | 'htlc_expired' // lnd has failed the HTLC back already (auto_fail_height reached)
 
-export class InterceptorError extends Error {
-  readonly code: InterceptorErrorCode
-
-  constructor (code: InterceptorErrorCode, message: string) {
-    super(message)
-    this.name = 'InterceptorError'
-    this.code = code
-  }
-}
+export class InterceptorError extends CodedError<InterceptorErrorCode> {}

@@ -14,6 +14,7 @@
 import c from 'compact-encoding'
 import type { FinalStatus, SetHtlc } from './types.ts'
 import type { CancelRecord, FinalRecord, LedgerEntry, PartsFailedRecord, SettleRecord } from './ledger.ts'
+import { CodedError } from '../errors.ts'
 
 export const FLAG_SETTLE = 1
 export const FLAG_FINAL = 2
@@ -28,11 +29,9 @@ const STATUSES: readonly FinalStatus[] = ['settled', 'failed']
 const NODE_BYTES = 33
 const HTLC_FIXED_BYTES = 24
 
-export class LedgerFormatError extends Error {
-  readonly code = 'bad_ledger'
+export class LedgerFormatError extends CodedError<'bad_ledger'> {
   constructor(message: string) {
-    super(message)
-    this.name = 'LedgerFormatError'
+    super('bad_ledger', message)
   }
 }
 

@@ -2,6 +2,7 @@
 // application requests, final resolutions, clock and block height), what it emits (per-circuit
 // decisions, notifications, records to persist) and the durable records it is rebuilt from.
 import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
+import { CodedError } from '../errors.ts'
 
 /** lnd's CircuitKey, made cluster-wide by the node that holds it (lnmux's types.HtlcKey). */
 export interface Circuit {
@@ -116,12 +117,4 @@ export type MuxErrorCode =
   | 'bad_input' // an event with impossible fields
   | 'store_failed' // the store could not append; it refuses further appends
 
-export class MuxError extends Error {
-  readonly code: MuxErrorCode
-
-  constructor(code: MuxErrorCode, message: string) {
-    super(message)
-    this.name = 'MuxError'
-    this.code = code
-  }
-}
+export class MuxError extends CodedError<MuxErrorCode> {}

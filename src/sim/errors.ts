@@ -1,4 +1,6 @@
 // Errors of the LND simulator that a caller must tell apart.
+import { CodedError } from '../errors.ts'
+
 export type SimErrorCode =
   | 'fwd_not_exists'
   | 'preimage_mismatch'
@@ -11,12 +13,4 @@ export type SimErrorCode =
   | 'bad_invoice'
   | 'bad_request'
 
-export class SimError extends Error {
-  readonly code: SimErrorCode
-
-  constructor (code: SimErrorCode, message: string) {
-    super(message)
-    this.name = 'SimError'
-    this.code = code
-  }
-}
+export class SimError extends CodedError<SimErrorCode> {}
