@@ -12,6 +12,7 @@ import { LedgerBase } from '../../src/mux/ledger-format.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
 import { settleRecord } from './ledger-fixture.ts'
 import { rng } from './fuzz-kit.ts'
+import { heldHtlc } from './edge-fixture.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const A = 'aa'.repeat(32)
@@ -349,4 +350,24 @@ test('a lone voter restarting with a settle record and a parts_failed record of 
     assert.deepEqual(older.superseded, [`parts_failed:${hex(settle.hash)} of term 1`])
     assert.equal(older.mux.status(settle.hash), 'settle_requested')
   }
+})
+
+test("a block's height rules (blockHeight) and the edge's deadlines (checkDeadlines) are separate calls: a settle learnt between them wins", () => {
+  const preimage = Buffer.alloc(32, 9)
+  const hash = createHash('sha256').update(preimage).digest()
+  const member = () => new ClusterMember({
+    self: B, nodes: [BOB], mux: null, witness: false, priority: 0, timing: DEFAULT_TIMING,
+    persisted: { term: 0, votedFor: null, voters: [], records: new MuxLedger(null) }, now: 0, random: () => 0.5, deadlineMarginBlocks: 2
+  })
+  // No leader: the edge holds the part; its deadline is auto_fail_height 281 less a margin of 2.
+  const decisions = (actions: MemberAction[]) => actions.flatMap((a) => (a.type === 'edge-record' ? [a.decision.action] : []))
+  const failed = member()
+  failed.htlc(heldHtlc(1n, hash, { node: BOB }))
+  assert.deepEqual(decisions(failed.blockHeight(279)), [], 'the height rules alone decide no part an edge holds')
+  assert.deepEqual(decisions(failed.checkDeadlines()), ['fail'])
+  const settled = member()
+  settled.htlc(heldHtlc(1n, hash, { node: BOB }))
+  settled.blockHeight(279)
+  settled.edge.settleKnown(preimage) // what a driver's scan of the audit cores found meanwhile
+  assert.deepEqual(decisions(settled.checkDeadlines()), ['settle'])
 })
