@@ -32,13 +32,23 @@ export function encodeRecord(record: MuxRecord): string {
   }
 }
 
+/** Records ownedRecord made: the ledgers that keep one record (an agent has up to three) share it. */
+const OWNED = new WeakSet<MuxRecord>()
+
 /**
  * `record` with its bytes in buffers of its own. A decoded record's fields are views of the frame,
  * audit block or pool slab they were read from (KBs, up to a replicated batch); whatever keeps the
  * record for the life of the agent (the ledger, a settled set) would keep those alive with it.
+ * Records are never modified, so an owned record is its own owned copy.
  */
-export function ownedRecord<R extends MuxRecord>(record: R): R
-export function ownedRecord(record: MuxRecord): MuxRecord {
+export function ownedRecord<R extends MuxRecord>(record: R): R {
+  if (OWNED.has(record)) return record
+  const owned = copyBytes(record) as R
+  OWNED.add(owned)
+  return owned
+}
+
+function copyBytes(record: MuxRecord): MuxRecord {
   switch (record.type) {
     case 'settle_requested': {
       const nodes = record.htlcs.map((h) => h.circuit.node)

@@ -66,6 +66,7 @@ test('an owned record holds its bytes in buffers of its own, not views of the fr
     for (const field of byteFields(owned)) assert.ok(field.buffer !== frame.buffer && field.buffer.byteLength < 256)
     frame.fill(0)
     assert.deepEqual(owned, r)
+    assert.equal(ownedRecord(owned), owned, 'an owned record is not copied again: ledgers keeping it share it')
   }
 })
 
