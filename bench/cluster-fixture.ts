@@ -119,17 +119,23 @@ export class SimCluster {
     return this.agents.find((a) => a.spec.name === name)!
   }
 
-  /** Waits until one agent serves and every running agent follows it with all peers connected. */
+  /**
+   * Waits until one agent serves and every running agent follows it, talking with every other: a
+   * connection counts once the peer was heard on it. Right after an agent restarts, Hyperswarm may
+   * keep a connection to it that the other end dropped as a duplicate; nothing arrives on it until
+   * the secret proof's timeout closes it and the peers connect again.
+   */
   async settled(limitMs = 30_000): Promise<BenchAgent> {
     const started = Date.now()
+    const talking = (s: ClusterStatus): number => s.members.filter((m) => m.connected && m.lastSeenMs > m.connectedAtMs).length
     for (;;) {
       const running = this.agents.filter((a) => a.child !== null)
       const statuses = await Promise.all(running.map((a) => a.status().catch(() => null)))
       const leader = running.find((_, i) => statuses[i]?.serving === true)
-      const agreed = statuses.every((s) => s !== null && leader !== undefined && Buffer.from(s.leader ?? []).toString('hex') === leader.id && s.members.filter((m) => m.connected).length === running.length)
+      const agreed = statuses.every((s) => s !== null && leader !== undefined && Buffer.from(s.leader ?? []).toString('hex') === leader.id && talking(s) === running.length)
       if (leader !== undefined && agreed) return leader
       if (Date.now() - started > limitMs) {
-        const views = statuses.map((s, i) => `${running[i]!.spec.name}: ${s === null ? 'no answer' : `term ${s.term} ${s.standing}${s.serving ? ' serving' : ''}, ${s.members.filter((m) => m.connected).length} connected`}`)
+        const views = statuses.map((s, i) => `${running[i]!.spec.name}: ${s === null ? 'no answer' : `term ${s.term} ${s.standing}${s.serving ? ' serving' : ''}, talking with ${talking(s)} of ${running.length} (itself included)`}`)
         throw new Error(`no settled leader within ${limitMs} ms (${views.join('; ')})`)
       }
       await new Promise((r) => setTimeout(r, 50))
