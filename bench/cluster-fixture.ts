@@ -121,9 +121,10 @@ export class SimCluster {
 
   /**
    * Waits until one agent serves and every running agent follows it, talking with every other: a
-   * connection counts once the peer was heard on it. Right after an agent restarts, Hyperswarm may
-   * keep a connection to it that the other end dropped as a duplicate; nothing arrives on it until
-   * the secret proof's timeout closes it and the peers connect again.
+   * connection counts once the peer was heard on it. An agent restarted while the others still hold
+   * its old, dead connection opens connections to them that they never take up (and Hyperswarm's
+   * tie-break then refuses their own dials to it); nothing arrives on those until the secret proof's
+   * timeout closes them and the peers connect again, seconds later.
    */
   async settled(limitMs = 30_000): Promise<BenchAgent> {
     const started = Date.now()

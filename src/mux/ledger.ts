@@ -27,6 +27,7 @@
 // record of a newer term may both be in it. A new leader decides which stand (replace, with
 // resolveGathered) in its fork before it restores a mux from it.
 import { createHash, createHmac } from 'node:crypto'
+import unslab from 'unslab'
 import { statelessPreimage } from '../ln/stateless.ts'
 import { prevails } from '../cluster/supersede.ts'
 import { ownedRecord } from './records.ts'
@@ -167,9 +168,8 @@ export class MuxLedger {
   replace(hash: Uint8Array, records: readonly MuxRecord[]): void {
     const hashHex = hex(hash)
     const old = this.entry(hashHex)
-    const owned = records.map((record) => ownedRecord(record))
-    let next: LedgerEntry = { hash: owned[0]!.hash, redeemable: true }
-    for (const record of owned) next = this.withRecord(next, record)
+    let next: LedgerEntry = { hash: unslab(hash), redeemable: true }
+    for (const record of records) next = this.withRecord(next, ownedRecord(record))
     this.records_ += records.length - (old === undefined ? 0 : [...recordsOf(old)].length)
     this.setLive(hashHex, next)
   }
