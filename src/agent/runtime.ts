@@ -288,13 +288,7 @@ export class Agent {
    */
   private storeEnvelope(envelope: Envelope, peer: string): Promise<boolean> {
     if (this.lastStored?.bytes === envelope.bytes) return this.lastStored.stored
-    const stored = this.audit.append({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes }, { durable: false }).then(
-      () => true,
-      (err: Error) => {
-        this.log.error('audit append failed', { type: 'envelope', error: err })
-        return false
-      }
-    )
+    const stored = this.record({ type: 'envelope', time: this.clock(), peer: Buffer.from(peer, 'hex'), envelope: envelope.bytes })
     this.lastStored = { bytes: envelope.bytes, stored }
     return stored
   }
@@ -536,8 +530,15 @@ export class Agent {
     return readAgentStatus(this, SOFTWARE, this.clock)
   }
 
-  private record(record: AuditRecord): Promise<void> {
-    return this.audit.append(record, { durable: false }).catch((err: Error) => this.log.error('audit append failed', { type: record.type, error: err }))
+  /** Appends `record` lazily; false if that failed (logged). */
+  private record(record: AuditRecord): Promise<boolean> {
+    return this.audit.append(record, { durable: false }).then(
+      () => true,
+      (err: Error) => {
+        this.log.error('audit append failed', { type: record.type, error: err })
+        return false
+      }
+    )
   }
 
   async close(reason = 'stopped'): Promise<void> {
