@@ -11,13 +11,13 @@ import { spawn, spawnSync } from 'node:child_process'
 import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import sodium from 'sodium-universal'
 import type Hypercore from 'hypercore'
 import { AuditLog } from '../../src/audit/log.ts'
 import { auditCommand } from '../../src/cli/audit.ts'
 import { configRecord, type AuditRecord, type HtlcRef } from '../../src/audit/records.ts'
 import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts'
 import { tempDir, bytes, htlc, settle, replicateCore } from './audit-helpers.ts'
+import { newAgentKeyPair } from './key-fixture.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 /** `node src audit …`, as an operator runs it. */
@@ -46,13 +46,6 @@ const HOUR = 3_600_000
 const SECRET = 'c0ffee'.repeat(10) + 'abcd'
 const NODES = { n1: 0x11, n2: 0x12, n3: 0x13 }
 
-function agentKeys(): AgentKeyPair {
-  const publicKey = Buffer.alloc(32)
-  const secretKey = Buffer.alloc(64)
-  sodium.crypto_sign_keypair(publicKey, secretKey)
-  return { publicKey, secretKey }
-}
-
 interface Scenario {
   dir: string // A's storage: its own core and a replica of B's
   config: string // config folder whose storage.path is `dir`
@@ -73,7 +66,7 @@ async function scenario(t: TestContext): Promise<Scenario> {
   writeFileSync(join(config, 'local.json'), JSON.stringify({ cluster: { secret: SECRET }, storage: { path: dir } }))
   const a = await AuditLog.open({ path: dir })
   const b = await AuditLog.open({ path: await tempDir(t) })
-  const peer = agentKeys()
+  const peer = newAgentKeyPair()
   await a.append(configRecord({ cluster: { secret: SECRET }, storage: { path: dir } }, BASE))
   await a.append({ type: 'lnd_connect', time: BASE, node: bytes(33, NODES.n1), alias: 'n1' }, { durable: false })
   await a.append({ type: 'lnd_connect', time: BASE, node: bytes(33, NODES.n2), alias: 'n2' }, { durable: false })
@@ -195,7 +188,7 @@ test('verify: ok on an honest store, exit 1 naming a forged envelope and a tampe
   const forged = encodeEnvelope(s.peer, 2, BASE + 50, { type: 'ping', nonce: 8 })
   forged[forged.length - 70] = forged[forged.length - 70]! ^ 1 // the body, after signing
   await log.append({ type: 'envelope', time: BASE + 50, peer: s.peer.publicKey, envelope: forged })
-  const stranger = agentKeys() // validly signed, but not by the peer it is stored as received from
+  const stranger = newAgentKeyPair() // validly signed, but not by the peer it is stored as received from
   await log.append({ type: 'envelope', time: BASE + 51, peer: s.peer.publicKey, envelope: encodeEnvelope(stranger, 1, BASE + 51, { type: 'ping', nonce: 9 }) })
   const forgedAt = log.core.length - 2
   await log.close()

@@ -18,13 +18,7 @@ import { MAX_BATCH_MESSAGES, PROTOCOL_VERSION, messageTypeId, ONION_PACKET_BYTES
 import { InboundGate, DEFAULT_RATE_LIMITS, TokenBucket, BanList, ReportLimiter } from '../../src/cluster/guard.ts'
 import { checkClusterSecret, deriveAuthKey, deriveTopic, secretProof, verifySecretProof } from '../../src/cluster/auth.ts'
 import { ClusterError } from '../../src/cluster/errors.ts'
-
-function keyPair(): AgentKeyPair {
-  const publicKey = new Uint8Array(32)
-  const secretKey = new Uint8Array(64)
-  sodium.crypto_sign_keypair(publicKey, secretKey)
-  return { publicKey, secretKey }
-}
+import { newAgentKeyPair } from './key-fixture.ts'
 
 const circuit = { node: randomBytes(33), chanId: 0x8000_0000_0000_0001n, htlcId: 7n }
 const view = { term: 3, records: 41 }
@@ -79,7 +73,7 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<WireMessage, 
 }
 
 test('every message type survives an envelope round trip and verifies', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const all = Object.values(samples(kp.publicKey)) as WireMessage[]
   // Both failure forms of a decision, too.
   all.push(
@@ -111,17 +105,17 @@ function normalize(value: unknown): unknown {
 }
 
 test('a signature does not verify under another sender or with any bit flipped', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const bytes = encodeEnvelope(kp, 1, 1, { type: 'ping', nonce: 1 })
   const env = decodeEnvelope(bytes)
-  assert.ok(!verifyEnvelope({ ...env, from: keyPair().publicKey }))
+  assert.ok(!verifyEnvelope({ ...env, from: newAgentKeyPair().publicKey }))
   const flipped = bytes.slice()
   flipped[flipped.length - 1]! ^= 1
   assert.ok(!verifyEnvelope(decodeEnvelope(flipped)))
 })
 
 test('decodeEnvelope rejects oversize, unknown types, trailing bytes and non-canonical encodings', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const code = (f: () => unknown): string => {
     try {
       f()
@@ -150,7 +144,7 @@ test('decodeEnvelope rejects oversize, unknown types, trailing bytes and non-can
 })
 
 test('fuzz: mutated recorded envelopes give an EnvelopeError or a valid decode, never anything else', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const recorded = (Object.values(samples(kp.publicKey)) as WireMessage[]).map((m, i) => encodeEnvelope(kp, i + 1, 5, m))
   let rejected = 0
   let forged = 0
@@ -184,7 +178,7 @@ function mutate(base: Uint8Array): Uint8Array {
 }
 
 test('the inbound gate rejects each bad envelope with its reason', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const key = Buffer.from(kp.publicKey).toString('hex')
   const lastSeq = new Map<string, number>()
   const now = 1_700_000_000_000
@@ -206,8 +200,8 @@ test('the inbound gate rejects each bad envelope with its reason', () => {
   const forged = ping(7)
   forged[forged.length - 5]! ^= 0xff
   assert.equal(reason(forged), 'bad_signature')
-  assert.equal(reason(encodeEnvelope(keyPair(), 8, now, { type: 'ping', nonce: 1 })), 'wrong_sender')
-  const other = keyPair().publicKey
+  assert.equal(reason(encodeEnvelope(newAgentKeyPair(), 8, now, { type: 'ping', nonce: 1 })), 'wrong_sender')
+  const other = newAgentKeyPair().publicKey
   assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'vote', term: 1, voter: other, granted: true, view: { term: 3, records: 41 }, pre: false })), 'wrong_sender')
   assert.equal(reason(encodeEnvelope(kp, 8, now, { type: 'lease', term: 1, leader: other, at: now })), 'wrong_sender')
   assert.equal(reason(sealEnvelope(kp, 9, now, 200, new Uint8Array(1))), 'unknown_type')
@@ -226,7 +220,7 @@ test('the inbound gate rejects each bad envelope with its reason', () => {
 })
 
 test('the inbound gate delivers a batch as its messages, in order, each checked and counted', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const key = Buffer.from(kp.publicKey).toString('hex')
   const now = 1_700_000_000_000
   const limits = { messagesPerSecond: 1, messageBurst: 3, bytesPerSecond: 1e9, byteBurst: 1e9 }
@@ -239,12 +233,12 @@ test('the inbound gate delivers a batch as its messages, in order, each checked 
   // Three messages took the whole burst of three: one more is over the rate.
   assert.throws(() => gate.check(encodeEnvelope(kp, 2, now, { type: 'ping', nonce: 9 }), now), { code: 'rate_limited' })
   const open = new InboundGate(key, new Map(), { limits: DEFAULT_RATE_LIMITS, maxClockSkewMs: 60_000 }, now)
-  const lease = { type: 'lease', term: 1, leader: keyPair().publicKey, at: now } as const
+  const lease = { type: 'lease', term: 1, leader: newAgentKeyPair().publicKey, at: now } as const
   assert.throws(() => open.check(encodeEnvelope(kp, 3, now, { type: 'batch', messages: [...pings(1), lease] }), now), { code: 'wrong_sender' })
 })
 
 test('a batch holds two to MAX_BATCH_MESSAGES messages and no batch', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const batchId = messageTypeId('batch')
   const ping = messageTypeId('ping')
   // count, then per message its type id and body (a ping's nonce is one byte here)
@@ -267,7 +261,7 @@ test('a batch holds two to MAX_BATCH_MESSAGES messages and no batch', () => {
 })
 
 test('batchMessages keeps the order, sends a lone message as itself, and fills envelopes up to their limits', () => {
-  const kp = keyPair()
+  const kp = newAgentKeyPair()
   const sample = samples(kp.publicKey)
   const offers = Array.from({ length: 100 }, (_, i): Message => ({ ...sample['htlc-offer'], circuit: { ...circuit, htlcId: BigInt(i) } }))
   const lone = batchMessages([outgoingMessage(offers[0]!)])

@@ -4,7 +4,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import sodium from 'sodium-universal'
 import { encodeEnvelope, type AgentKeyPair } from '../../src/cluster/envelope.ts'
 import type { Message } from '../../src/cluster/messages.ts'
 import { Edge } from '../../src/edge/edge.ts'
@@ -12,21 +11,14 @@ import { heldHtlc, NODE } from './edge-fixture.ts'
 import { SettleScanner, settlePreimages } from '../../src/edge/known-settles.ts'
 import type { AuditLog } from '../../src/audit/log.ts'
 import { openLog, replicateCore, tempDir } from './audit-helpers.ts'
+import { newAgentKeyPair } from './key-fixture.ts'
 
 const MARGIN = 2
-
-function keyPair(): AgentKeyPair {
-  const publicKey = new Uint8Array(32)
-  const secretKey = new Uint8Array(64)
-  sodium.crypto_sign_keypair(publicKey, secretKey)
-  return { publicKey, secretKey }
-}
 
 function payment(): { preimage: Buffer; hash: Buffer } {
   const preimage = randomBytes(32)
   return { preimage, hash: createHash('sha256').update(preimage).digest() }
 }
-
 
 function decision(preimage: Uint8Array, htlcId: bigint): Message {
   return { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId }, resolution: { kind: 'settle', preimage } }
@@ -39,7 +31,7 @@ async function received(log: AuditLog, leader: AgentKeyPair, seq: number, messag
 }
 
 test('settlePreimages reads the settle decisions of envelope records, batched or not, and skips what it cannot decode', () => {
-  const leader = keyPair()
+  const leader = newAgentKeyPair()
   const [a, b] = [payment(), payment()]
   const fail: Message = { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId: 9n }, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' } }
   const found = settlePreimages([
@@ -51,7 +43,7 @@ test('settlePreimages reads the settle decisions of envelope records, batched or
 })
 
 test("without a leader, an edge settles a part at its deadline with a preimage another edge received, read from that edge's replicated core", async (t) => {
-  const leader = keyPair()
+  const leader = newAgentKeyPair()
   const other = await openLog(t, await tempDir(t)) // the edge the leader's settle decision reached
   const self = await openLog(t, await tempDir(t))
   const paid = payment()
@@ -109,7 +101,7 @@ test('a settle preimage is kept only while an HTLC of its hash is held', () => {
 })
 
 test('an HTLC replayed to an agent that was down: rewind reads its older settle decision, even with a scan running', async (t) => {
-  const leader = keyPair()
+  const leader = newAgentKeyPair()
   const log = await openLog(t, await tempDir(t))
   const [early, replayed] = [payment(), payment()]
   await received(log, leader, 1, [decision(replayed.preimage, 1n)])
