@@ -36,7 +36,6 @@ export async function openLog(t: TestContext, path: string, opts: { readOnly?: b
   return log
 }
 
-// Buffers, as compact-encoding decodes bytes to Buffers (deepEqual compares prototypes).
 /** Connects two stores for replication (`a` initiates), as a cluster connection does; returns what disconnects them. */
 export function pipe(a: AuditLog, b: AuditLog): () => void {
   const s1 = a.replicate(true)
@@ -67,6 +66,7 @@ export async function replicateCore(into: AuditLog, from: AuditLog): Promise<Hyp
   }
 }
 
+// Buffers, as compact-encoding decodes bytes to Buffers (deepEqual compares prototypes).
 export const bytes = (n: number, fill: number): Uint8Array => Buffer.alloc(n, fill)
 
 export function htlc(nodeFill: number, chanId: bigint, htlcId: bigint, amountMsat: bigint): HtlcRef {
