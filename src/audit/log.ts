@@ -334,6 +334,20 @@ export async function* readBlocks(core: Hypercore, start = 0, end = core.length)
   }
 }
 
+/**
+ * The blocks of `cores` not read yet: each core's from its cursor in `cursors` (core key in hex to
+ * the next block; absent, the first), which advances past every block yielded.
+ */
+export async function* readNewBlocks(cores: readonly Hypercore[], cursors: Map<string, number>): AsyncGenerator<BlockRecords & { core: string }> {
+  for (const core of cores) {
+    const key = Buffer.from(core.key).toString('hex')
+    for await (const block of readBlocks(core, cursors.get(key) ?? 0)) {
+      cursors.set(key, block.index + 1)
+      yield { ...block, core: key }
+    }
+  }
+}
+
 function storageError(err: unknown, path: string): Error {
   const e = err as { code?: string; message?: string }
   if (e.code === 'DEVICE_FILE') {

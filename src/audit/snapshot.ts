@@ -26,7 +26,7 @@ import { open, readFile, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import c from 'compact-encoding'
 import type Hypercore from 'hypercore'
-import { readBlocks, type AuditLog } from './log.ts'
+import { readNewBlocks, type AuditLog } from './log.ts'
 import type { AuditRecord } from './records.ts'
 import { CodedError } from '../errors.ts'
 
@@ -210,16 +210,10 @@ export class CheckpointedFold<S> {
     return this.exclusive(async () => {
       let blocks = 0
       let records = 0
-      for (const core of this.log.cores()) {
-        const key = hex(core.key)
-        let next = this.folded.get(key) ?? 0
-        for await (const block of readBlocks(core, next)) {
-          for (const record of block.records) this.spec.apply(this.state, record, key)
-          next = block.index + 1
-          blocks++
-          records += block.records.length
-        }
-        this.folded.set(key, next)
+      for await (const block of readNewBlocks(this.log.cores(), this.folded)) {
+        for (const record of block.records) this.spec.apply(this.state, record, block.core)
+        blocks++
+        records += block.records.length
       }
       this.sinceCheckpoint += records
       this.unsavedBlocks += blocks

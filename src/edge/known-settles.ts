@@ -4,7 +4,7 @@
 // any edge sits, with its preimage, in that edge's core. A preimage authenticates itself (it hashes
 // to the payment hash), so no signature needs trusting: Edge.settleKnown keys it by its hash.
 import type Hypercore from 'hypercore'
-import { readBlocks } from '../audit/log.ts'
+import { readNewBlocks } from '../audit/log.ts'
 import type { AuditRecord } from '../audit/records.ts'
 import { decodeEnvelope, unbatch } from '../cluster/envelope.ts'
 
@@ -63,14 +63,8 @@ export class SettleScanner {
   }
 
   private async pass(cores: readonly Hypercore[], found: (preimage: Uint8Array) => void): Promise<void> {
-    for (const core of cores) {
-      const key = Buffer.from(core.key).toString('hex')
-      let next = this.next.get(key) ?? 0
-      for await (const { index, records } of readBlocks(core, next)) {
-        for (const preimage of settlePreimages(records)) found(preimage)
-        next = index + 1
-      }
-      this.next.set(key, next)
+    for await (const { records } of readNewBlocks(cores, this.next)) {
+      for (const preimage of settlePreimages(records)) found(preimage)
     }
   }
 }
