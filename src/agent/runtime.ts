@@ -61,6 +61,8 @@ export class Agent {
   readonly audit: AuditLog
   /** The mux ledger of every core, kept for the next start (src/audit/mux-store.ts). */
   private readonly ledger: CheckpointedFold<MuxLedger>
+  /** The running background catch-up of `ledger`, if any. */
+  private ledgerCatchUp: Promise<unknown> | null = null
   readonly nodes: NodeLink[] = []
   readonly member: ClusterMember
   readonly invoices: MemberInvoiceApi
@@ -178,7 +180,10 @@ export class Agent {
     await this.refreshInbound()
     this.every(INBOUND_REFRESH_MS, () => void this.refreshInbound())
     this.every(LEDGER_CATCH_UP_MS, () => {
-      this.ledger.catchUp().catch((err: Error) => this.log.warn('mux ledger catch-up failed; the next start reads a longer tail', { error: err }))
+      if (this.ledgerCatchUp !== null) return // the last one, paced, is still folding
+      this.ledgerCatchUp = this.ledger.catchUp({ background: true })
+        .catch((err: Error) => this.log.warn('mux ledger catch-up failed; the next start reads a longer tail', { error: err }))
+        .finally(() => { this.ledgerCatchUp = null })
     })
     // Intercept and answer the API at once: joining the DHT can take seconds, and lnd fails new
     // forwards while no interceptor is connected. HTLCs wait at the edge until a leader serves.

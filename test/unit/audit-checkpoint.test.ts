@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { AuditLog } from '../../src/audit/log.ts'
 import { openRegistry, decodeSnapshot, encodeSnapshot, SNAPSHOT_FILE } from '../../src/audit/checkpoint.ts'
 import { state } from '../../src/audit/replay.ts'
+import { BACKGROUND_REST_MS, BACKGROUND_SLICE_MS, type Pacing } from '../../src/audit/snapshot.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
 import { tempDir, openLog, bytes, settle, replicateCore } from './audit-helpers.ts'
 
@@ -68,6 +69,60 @@ test('catchUp writes the next snapshot once checkpointEvery records were folded;
   const read = await openRegistry(reader, { checkpointEvery: 1 })
   assert.equal(read.stats.snapshot, 'loaded')
   assert.deepEqual(await readFile(join(dir, SNAPSHOT_FILE)), before)
+})
+
+// A clock that moves half a slice each time it is read, and rests that the test releases.
+function steppedPacing(): Pacing & { rests: number[]; release: () => void } {
+  let time = 0
+  let waiting: (() => void) | null = null
+  const rests: number[] = []
+  return {
+    rests,
+    now: () => (time += BACKGROUND_SLICE_MS / 2),
+    rest: (ms) => {
+      rests.push(ms)
+      return new Promise((resolve) => { waiting = resolve })
+    },
+    release: () => {
+      const run = waiting
+      waiting = null
+      run?.()
+    }
+  }
+}
+
+async function untilRested(pacing: { rests: number[] }, count: number): Promise<void> {
+  for (let turns = 0; pacing.rests.length < count; turns++) {
+    if (turns === 1000) throw new Error(`rested ${pacing.rests.length} times, expected ${count}`)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+test('a background catch-up rests after each slice of folding and folds the same state; a flush makes it stop resting', async (t) => {
+  const log = await openLog(t, await tempDir(t))
+  const reg = await openRegistry(log)
+  await writeInvoices(log, 0, 20) // 36 blocks
+
+  const foreground = steppedPacing()
+  await writeInvoices(log, 20, 21)
+  assert.deepEqual(await reg.catchUp({ pacing: foreground }), { blocks: 38, records: 38 })
+  assert.deepEqual(foreground.rests, [], 'a foreground catch-up never rests')
+
+  await writeInvoices(log, 21, 40)
+  const paced = steppedPacing()
+  const running = reg.catchUp({ background: true, pacing: paced })
+  for (let i = 1; i <= 5; i++) {
+    await untilRested(paced, i)
+    paced.release()
+  }
+  assert.deepEqual(paced.rests, Array(5).fill(BACKGROUND_REST_MS), 'one rest per two blocks')
+  await untilRested(paced, 6)
+  const flushed = reg.flush()
+  paced.release()
+  assert.deepEqual(await running, { blocks: 34, records: 34 })
+  await flushed
+  assert.equal(paced.rests.length, 6, 'no rest after the flush began')
+  assert.deepEqual(reg.state, await state(log))
 })
 
 test('a snapshot of another store, of a different history, or corrupted is refused and the registry rebuilt in full', async (t) => {
