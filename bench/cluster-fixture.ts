@@ -121,10 +121,9 @@ export class SimCluster {
 
   /**
    * Waits until one agent serves and every running agent follows it, talking with every other: a
-   * connection counts once the peer was heard on it. An agent restarted while the others still hold
-   * its old, dead connection opens connections to them that they never take up (and Hyperswarm's
-   * tie-break then refuses their own dials to it); nothing arrives on those until the secret proof's
-   * timeout closes them and the peers connect again, seconds later.
+   * connection counts once the peer was heard on it, as a half-open one (its dialler sees it open,
+   * the other side never took it up: hyperdht 6.33-6.34's LAN race, see src/cluster/swarm.ts) only
+   * ends at the secret proof's timeout, seconds later.
    */
   async settled(limitMs = 30_000): Promise<BenchAgent> {
     const started = Date.now()

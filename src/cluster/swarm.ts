@@ -17,6 +17,14 @@
 // verification cover many decisions, notices or acks. An idle agent sends as soon as the code that
 // queued a message is done (a microtask); a busy one (its last send was a batch) waits for the rest
 // of the event loop's turn, to batch what that turn's I/O brings too.
+//
+// hyperdht is pinned at 6.32.0. In 6.33.0-6.34.0 the client's LAN shortcut races the holepuncher
+// (holepunchto/hyperdht#304): between two agents on one host or behind one NAT, the dialler sees its
+// connection open while the other side has already dropped it. Each such half-open connection held
+// a pair apart until the proof timeout closed it: after a restart, every pair talked again after
+// 5.7-12.3 s in 5 runs (on 6.32.0: 2.6 s median, 3.1 s max in 9), and a leader killed a second
+// after a follower's restart took 5.6 s median, 6.2 s max to replace (on 6.32.0: 3.1 s, 3.3 s;
+// bench/failover.bench.ts).
 import { EventEmitter } from 'node:events'
 import Hyperswarm, { type NoiseSocket, type PeerDiscoverySession, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
