@@ -3,11 +3,16 @@
 // the others learn only from its silence) and the clock runs until a surviving agent reports
 // `serving` over the status RPC. The killed agent is restarted and rejoins before the next run.
 // Compared with DESIGN.md's 5 s target and lnmux's 60 s Kubernetes lease.
+// Then the same right after a rolling restart: a follower is killed and started again, and the
+// leader is killed a second later, while the others may still hold the follower's dead connection.
 import { DEFAULT_TIMING } from '../src/cluster/member.ts'
 import { SimCluster, type BenchAgent } from './cluster-fixture.ts'
 import type { Emit } from './index.ts'
 
 const RUNS = 5
+/** From a follower's restart to the leader's SIGKILL, in the after-restart runs. */
+const AFTER_RESTART_MS = 1000
+const DOWN_MS = 500
 const POLL_MS = 20
 const TARGET_MS = 5000
 const LNMUX_LEASE_MS = 60_000
@@ -30,21 +35,35 @@ export default async function (emit: Emit): Promise<void> {
     { name: 'W', node: null, candidate: false }
   ])
   try {
-    const times: number[] = []
-    for (let run = 0; run < RUNS; run++) {
-      const leader = await cluster.settled()
-      const survivors = cluster.agents.filter((a) => a !== leader)
-      const killedAt = performance.now()
-      await leader.kill()
-      const next = await untilServing(survivors, 4 * TARGET_MS)
-      times.push(performance.now() - killedAt)
-      if (next === leader) throw new Error('the dead leader cannot serve')
-      await leader.start()
+    /** Kills the serving leader (after `before`, given the followers) and times a survivor serving. */
+    const failOver = async (before: (followers: BenchAgent[], run: number) => Promise<void>): Promise<number[]> => {
+      const times: number[] = []
+      for (let run = 0; run < RUNS; run++) {
+        const leader = await cluster.settled()
+        const survivors = cluster.agents.filter((a) => a !== leader)
+        await before(survivors, run)
+        const killedAt = performance.now()
+        await leader.kill()
+        await untilServing(survivors, 4 * TARGET_MS)
+        times.push(performance.now() - killedAt)
+        await leader.start()
+      }
+      return times
     }
-    const sorted = [...times].sort((a, b) => a - b)
     const context = { runs: RUNS, lease_ms: DEFAULT_TIMING.leaseMs, election_timeout_ms: DEFAULT_TIMING.electionTimeoutMs.join('-'), target_ms: TARGET_MS, reference_lnmux_lease_ms: LNMUX_LEASE_MS }
-    emit('failover_median_ms', sorted[Math.floor(sorted.length / 2)]!, 'ms', context)
-    emit('failover_max_ms', sorted.at(-1)!, 'ms', { ...context, all_ms: times.map((t) => Math.round(t)) })
+    const report = (name: string, times: number[], extra: Record<string, unknown> = {}): void => {
+      const sorted = [...times].sort((a, b) => a - b)
+      emit(`${name}_median_ms`, sorted[Math.floor(sorted.length / 2)]!, 'ms', { ...context, ...extra })
+      emit(`${name}_max_ms`, sorted.at(-1)!, 'ms', { ...context, ...extra, all_ms: times.map((t) => Math.round(t)) })
+    }
+    report('failover', await failOver(async () => {}))
+    report('failover_after_restart', await failOver(async (followers, run) => {
+      const restarted = followers[run % followers.length]!
+      await restarted.kill()
+      await new Promise((r) => setTimeout(r, DOWN_MS))
+      await restarted.start()
+      await new Promise((r) => setTimeout(r, AFTER_RESTART_MS))
+    }), { follower_down_ms: DOWN_MS, leader_killed_after_restart_ms: AFTER_RESTART_MS })
   } finally {
     await cluster.close()
   }
