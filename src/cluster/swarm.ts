@@ -24,7 +24,8 @@
 // a pair apart until the proof timeout closed it: after a restart, every pair talked again after
 // 5.7-12.3 s in 5 runs (on 6.32.0: 2.6 s median, 3.1 s max in 9), and a leader killed a second
 // after a follower's restart took 5.6 s median, 6.2 s max to replace (on 6.32.0: 3.1 s, 3.3 s;
-// bench/failover.bench.ts).
+// bench/failover.bench.ts). What 6.32.0 lacks is 6.33's fallback (holepunchto/hyperdht#259): two
+// agents behind one NAT whose hosts refuse each other's UDP on the LAN cannot connect.
 import { EventEmitter } from 'node:events'
 import Hyperswarm, { type NoiseSocket, type PeerDiscoverySession, type PeerInfo } from 'hyperswarm'
 import DHT, { type BootstrapNode } from 'hyperdht'
