@@ -98,7 +98,8 @@ export class Edge {
     const hash = hashHex(entry)
     this.heldHashes.set(hash, (this.heldHashes.get(hash) ?? 0) + 1)
     // One offered at or past its deadline (replayed by lnd after this agent was down) is decided by
-    // the driver's next `height` call, made once it read the audit cores for its settle (settleScanDue).
+    // the next `height` call: the member's checkDeadlines, which the driver makes once it read the
+    // audit cores for its settle (settleScanDue).
     return this.forward(entry)
   }
 
