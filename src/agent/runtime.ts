@@ -368,10 +368,11 @@ export class Agent {
 
   /**
    * Write-ahead for the edge (DESIGN.md invariant 6): the decision, and the leader's signed envelope
-   * that carried it, are in the audit log before it is applied, and durable: by an fsync of their own,
-   * or, for a settle of an HTLC listed by a settle record this agent stored durably before it
-   * acknowledged it (`action.durable` false), by that record. The envelope was queued on receipt,
-   * ahead of the decision in the same log, so whatever makes the decision durable covers it too.
+   * that carried it, are in the audit log before it is applied, and durable (an fsync of their own).
+   * The envelope was queued on receipt, ahead of the decision in the same log, so the fsync that
+   * makes the decision durable covers it too. A `covered` settle (a settle record this agent stored
+   * durably lists the HTLC: that record is its write-ahead) was applied already; both are appended
+   * for the audit.
    */
   private async recordDecision(action: Extract<MemberAction, { type: 'edge-record' }>): Promise<void> {
     const htlc = this.member.edge.htlc(action.id)
@@ -389,14 +390,15 @@ export class Agent {
         term: action.term,
         action: action.decision.action,
         reason: action.from === this.id ? '' : `from ${action.from}`
-      }, { durable: action.durable })
+      }, { durable: !action.covered })
       const [stored] = await Promise.all([envelopeStored, decided])
       if (!stored) throw new Error("the leader's envelope was not stored")
     } catch (err) {
-      this.log.error('could not record a decision; it is not applied', { htlc: action.id, error: err as Error })
+      if (action.covered) this.log.error('could not record a settle its stored settle record covers; it is applied', { htlc: action.id, error: err as Error })
+      else this.log.error('could not record a decision; it is not applied', { htlc: action.id, error: err as Error })
       return
     }
-    this.apply(this.member.edgeRecorded(action.id))
+    if (!action.covered) this.apply(this.member.edgeRecorded(action.id))
   }
 
   private resolve(htlc: EdgeHtlc, decision: Extract<MemberAction, { type: 'resolve' }>['decision']): void {

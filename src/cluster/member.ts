@@ -6,19 +6,21 @@
 //
 // What the cluster adds to the single-node rules:
 //  - Write-ahead to a majority (invariants 1, 2, 6): a settle or cancel record is stored by the leader
-//    AND acknowledged by a majority of voters before any preimage leaves or a cancel is confirmed.
-//    A new leader wins only with a majority of votes, so at least one voter it hears from while
-//    gathering holds every such record.
+//    AND acknowledged by a majority of voters before a cancel is confirmed or a preimage reaches an
+//    lnd. A preimage leaves the leader once it stored the record itself: at once to a voter whose own
+//    copy completes the majority (the edge applies it only after storing that copy: settleEarly),
+//    to the others on commit. A new leader wins only with a majority of votes, so at least one voter
+//    it hears from while gathering holds every such record.
 //  - Gathering: a new leader collects the settle, cancel and final records of every reachable member
 //    before it serves; until then offers wait.
 //  - Fencing (invariant 5): edges accept decisions only from the leader and term they forwarded to
 //    (src/edge/edge.ts); a leader accepts offers only for the nodes the offering agent announced.
 import { createHash } from 'node:crypto'
 import { Election, majority, type ElectionAction, type ElectionMessage } from './election.ts'
-import { MAX_CIRCUITS_PER_QUERY, type Hello, type HtlcOffer, type Message, type Resolution } from './messages.ts'
+import { MAX_CIRCUITS_PER_QUERY, type Hello, type HtlcDecision, type HtlcOffer, type Message, type Resolution } from './messages.ts'
 import { Edge, edgeHtlcId, type EdgeAction, type EdgeHtlc } from '../edge/edge.ts'
 import type { Decision as InterceptorDecision } from '../lnd/circuits.ts'
-import type { MuxLedger } from '../mux/ledger.ts'
+import { settlePreimage, type MuxLedger } from '../mux/ledger.ts'
 import { MuxMachine, type MuxOptions } from '../mux/machine.ts'
 import { decodeRecord, encodeRecord } from '../mux/records.ts'
 import type { Circuit, Decision, FailReason, InterceptedHtlc, MuxOutput, MuxRecord } from '../mux/types.ts'
@@ -111,11 +113,11 @@ export type MemberAction =
    */
   | { type: 'persist-record'; record: MuxRecord; durable: boolean }
   /**
-   * Append the edge's decision, then call edgeRecorded(id): durably, unless `durable` is false, which
-   * it is for a settle of an HTLC that a settle record this member already stored durably lists:
-   * that record is the decision's write-ahead, so the decision need not wait for an fsync of its own.
+   * Append the edge's decision. Durably, then call edgeRecorded(id), unless it is `covered`: a settle
+   * of an HTLC that a settle record this member stored durably lists. That record is the decision's
+   * write-ahead, so the decision is applied at once (a `resolve` follows) and appended for the audit.
    */
-  | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision; durable: boolean }
+  | { type: 'edge-record'; id: string; term: number; from: string; decision: InterceptorDecision; covered: boolean }
   | { type: 'resolve'; htlc: EdgeHtlc; decision: InterceptorDecision }
   /** Ask this agent's lnd how it finally resolved the HTLC; if it did, call htlcFinal. */
   | { type: 'lookup-resolution'; node: string; circuit: { chanId: bigint; htlcId: bigint } }
@@ -141,8 +143,18 @@ interface PendingCommit {
   encoded: Buffer
   stored: boolean
   acks: Set<string>
+  /** Holders of the set's HTLCs sent its settle decisions before the record was committed. */
+  early: Set<string>
   /** A gathered record committed again by a new leader: the mux holds it already. */
   recommit?: boolean
+}
+
+/** A settle decision that waits until this member stored the settle record it rests on. */
+interface UncommittedDecision {
+  from: string
+  term: number
+  id: string
+  decision: InterceptorDecision
 }
 
 /** How often an edge sends its undecided HTLCs to the leader again. */
@@ -251,6 +263,8 @@ export class ClusterMember {
   private readonly recommitting = new Set<string>()
   private queuedOffers: { from: string; offer: HtlcOffer }[] = []
   private readonly commits = new Map<string, PendingCommit>()
+  /** Edge: settle decisions sent before their record was committed, by that record's digest. */
+  private readonly uncommitted = new Map<string, UncommittedDecision[]>()
   /** Hashes whose parts_failed record this leadership committed: their failures may leave. */
   private readonly fencedHashes = new Set<string>()
   /** Failures waiting for their hash's parts_failed record, by hash: circuit key → decision. */
@@ -328,9 +342,11 @@ export class ClusterMember {
     const voter = hello.nodes.length > 0 || hello.role === 'witness'
     this.peers.set(peer, { hello, voter, nodes: new Set(hello.nodes.map((n) => hex(n.pubkey))) })
     const out: MemberAction[] = []
-    // Notices still waiting for a majority may have been lost with the old connection.
+    // Notices still waiting for a majority, and settles sent ahead of them, may have been lost with
+    // the old connection.
     for (const commit of this.commits.values()) {
       if (commit.record.type !== 'final') out.push({ type: 'send', to: peer, message: { type: 'record-notice', term: this.leaderTerm, record: commit.encoded } })
+      commit.early.delete(peer)
     }
     // Offers or decisions may have been lost with the old connection to the leader.
     if (peer === this.election.leader) out.push(...this.fromEdge(this.edge.reforward(peer)))
@@ -389,7 +405,7 @@ export class ClusterMember {
         out.push({ type: 'lookup-resolution', node, circuit: { chanId: circuit.chanId, htlcId: circuit.htlcId } })
         continue
       }
-      const holder = [...this.peers].find(([, peer]) => peer.nodes.has(node))?.[0]
+      const holder = this.holderOf(node)
       if (holder !== undefined) byHolder.set(holder, [...(byHolder.get(holder) ?? []), circuit])
     }
     for (const [to, circuits] of byHolder) {
@@ -465,6 +481,13 @@ export class ClusterMember {
       commit.stored = true
       actions.push(...this.tryCommit(digest, commit))
     }
+    const waiting = this.uncommitted.get(digest)
+    if (waiting !== undefined) {
+      this.uncommitted.delete(digest)
+      // Only in the term they came in: once we moved on, a new leader may have gathered our records
+      // without this one, and the HTLCs wait for it instead.
+      for (const d of waiting) if (d.term === this.term) actions.push(...this.fromEdge(this.edge.decide(d.from, d.term, d.id, d.decision)))
+    }
     return actions
   }
 
@@ -488,7 +511,7 @@ export class ClusterMember {
       case 'htlc-offer':
         return this.onOffer(from, message)
       case 'htlc-decision':
-        return this.fromEdge(this.edge.decide(from, message.term, edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit }), toDecision(message.resolution)))
+        return this.onDecision(from, message)
       case 'htlc-resolved':
         if (!this.isServing() || message.term !== this.leaderTerm || !this.peers.get(from)?.nodes.has(hex(message.circuit.node))) return []
         return this.fromMux(this.mux!.htlcResolved(message.circuit, message.settled))
@@ -567,6 +590,7 @@ export class ClusterMember {
       this.updateView()
       out.push({ type: 'persist-view', servedTerm: term })
     }
+    for (const [digest, waiting] of this.uncommitted) if (waiting.every((d) => d.term < term)) this.uncommitted.delete(digest)
     if (leader !== this.self) out.push(...this.stepDown())
     else out.push(...this.startGathering(term))
     // Edges forward to a leader as soon as it is known; it queues offers until it serves.
@@ -673,7 +697,7 @@ export class ClusterMember {
       const stored = this.holds(copy, digest)
       if (copy !== record) {
         this.recommitting.add(digest)
-        this.commits.set(digest, { record: copy, encoded, stored, acks: new Set(), recommit: true })
+        this.commits.set(digest, { record: copy, encoded, stored, acks: new Set(), early: new Set(), recommit: true })
         out.push({ type: 'broadcast', message: { type: 'record-notice', term: gathering.term, record: encoded } })
       }
       if (!stored) out.push(this.persist(copy, digest, true))
@@ -842,11 +866,16 @@ export class ClusterMember {
   private sendDecision(circuit: Circuit, decision: Decision): MemberAction[] {
     const node = hex(circuit.node)
     if (this.opts.nodes.includes(node)) return this.fromEdge(this.edge.decide(this.self, this.leaderTerm, edgeHtlcId({ node, circuit }), decision))
-    for (const [agent, peer] of this.peers) {
-      if (peer.nodes.has(node)) return [{ type: 'send', to: agent, message: { type: 'htlc-decision', term: this.leaderTerm, circuit, resolution: toResolution(decision) } }]
-    }
+    const holder = this.holderOf(node)
+    if (holder !== undefined) return [{ type: 'send', to: holder, message: { type: 'htlc-decision', term: this.leaderTerm, circuit, resolution: toResolution(decision), uncommittedRecord: null } }]
     // The holder is unreachable: it keeps the HTLC until a leader reaches it, or fails it in time.
     return [{ type: 'reject', from: this.self, reason: 'holder_unreachable', detail: node }]
+  }
+
+  /** The connected member that announced node `node` (hex). */
+  private holderOf(node: string): string | undefined {
+    for (const [agent, peer] of this.peers) if (peer.nodes.has(node)) return agent
+    return undefined
   }
 
   /**
@@ -856,7 +885,7 @@ export class ClusterMember {
   private commit(record: MuxRecord): MemberAction[] {
     const encoded = recordBytes(record)
     const digest = digestOf(encoded)
-    this.commits.set(digest, { record, encoded, stored: false, acks: new Set() })
+    this.commits.set(digest, { record, encoded, stored: false, acks: new Set(), early: new Set() })
     const out: MemberAction[] = [this.persist(record, digest, record.type !== 'final')]
     if (record.type !== 'final') out.push({ type: 'broadcast', message: { type: 'record-notice', term: this.leaderTerm, record: encoded } })
     return out
@@ -873,16 +902,41 @@ export class ClusterMember {
     if (!commit.stored || this.mux === null) return []
     if (commit.record.type !== 'final') {
       const holders = commit.acks.size + (this.voters.has(this.self) ? 1 : 0)
-      if (holders < majority(this.voters.size)) return []
+      if (holders < majority(this.voters.size)) return this.settleEarly(digest, commit, holders)
     }
     this.commits.delete(digest)
     if (commit.recommit) {
       this.recommitting.delete(digest)
       return this.recommitting.size === 0 ? this.startServing() : []
     }
-    const out: MemberAction[] = this.fromMux(this.mux.recordPersisted(commit.record))
+    // A holder that stored the record after we sent it the settle applied it then (onDecision).
+    const out = this.fromMux(this.mux.recordPersisted(commit.record)).filter((a) => !(a.type === 'send' && a.message.type === 'htlc-decision' && commit.early.has(a.to) && commit.acks.has(a.to)))
     if (commit.record.type === 'parts_failed') out.push(...this.releaseFenced(commit.record.hash))
     if (commit.record.type !== 'final') out.unshift({ type: 'committed', record: commit.record })
+    return out
+  }
+
+  /**
+   * Our settle record is stored here, not yet on a majority: a voter holding parts of the set whose
+   * own copy completes the majority gets their settle decisions now, marked with the record's digest.
+   * It applies them only once it stored that copy (onDecision), so no settle reaches an lnd before a
+   * majority holds the record, and the acknowledgement's round trip leaves the settle's path. Parts
+   * held by our own nodes, or by members that cannot complete the majority, wait for the commit.
+   */
+  private settleEarly(digest: string, commit: PendingCommit, holders: number): MemberAction[] {
+    const record = commit.record
+    if (record.type !== 'settle_requested' || commit.recommit === true || holders + 1 < majority(this.voters.size)) return []
+    const preimage = settlePreimage(this.opts.mux!.identityKey, record)
+    if (preimage === null) return []
+    const out: MemberAction[] = []
+    const sentTo = new Set<string>()
+    for (const { circuit } of record.htlcs) {
+      const holder = this.holderOf(hex(circuit.node))
+      if (holder === undefined || !this.voters.has(holder) || commit.acks.has(holder) || commit.early.has(holder)) continue
+      sentTo.add(holder)
+      out.push({ type: 'send', to: holder, message: { type: 'htlc-decision', term: this.leaderTerm, circuit, resolution: { kind: 'settle', preimage }, uncommittedRecord: bytes(digest) } })
+    }
+    for (const holder of sentTo) commit.early.add(holder)
     return out
   }
 
@@ -914,6 +968,26 @@ export class ClusterMember {
   // -------------------------------------------------------------------------------------------
   // Edge
 
+  /**
+   * A decision from the leader. A settle sent before its record was committed waits, from the leader
+   * of our term only, until we stored that record (recordPersisted), unless a settle record we hold
+   * lists the HTLC already.
+   */
+  private onDecision(from: string, message: HtlcDecision): MemberAction[] {
+    const id = edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit })
+    const decision = toDecision(message.resolution)
+    if (message.uncommittedRecord !== null && !this.settleStored(id, decision)) {
+      if (decision.action !== 'settle') return [{ type: 'reject', from, reason: 'uncommitted_failure', detail: id }]
+      if (from !== this.election.leader || message.term !== this.term) return [{ type: 'reject', from, reason: 'uncommitted_not_from_leader', detail: id }]
+      const digest = hex(message.uncommittedRecord)
+      const waiting = this.uncommitted.get(digest) ?? []
+      waiting.push({ from, term: message.term, id, decision })
+      this.uncommitted.set(digest, waiting)
+      return []
+    }
+    return this.fromEdge(this.edge.decide(from, message.term, id, decision))
+  }
+
   private fromEdge(actions: EdgeAction[]): MemberAction[] {
     const out: MemberAction[] = []
     for (const action of actions) {
@@ -924,9 +998,12 @@ export class ClusterMember {
           else out.push({ type: 'send', to: action.to, message: offer })
           break
         }
-        case 'record':
-          out.push({ type: 'edge-record', id: action.id, term: action.term, from: action.from, decision: action.decision, durable: !this.settleStored(action.id, action.decision) })
+        case 'record': {
+          const covered = this.settleStored(action.id, action.decision)
+          out.push({ type: 'edge-record', id: action.id, term: action.term, from: action.from, decision: action.decision, covered })
+          if (covered) out.push(...this.fromEdge(this.edge.recorded(action.id)))
           break
+        }
         case 'resolve':
           out.push({ type: 'resolve', htlc: action.htlc, decision: action.decision })
           break

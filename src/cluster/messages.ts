@@ -20,8 +20,11 @@ import {
 } from './codec.ts'
 import { INTERCEPTOR_FAILURE_CODES, type InterceptorFailureCode } from '../lnd/circuits.ts'
 
-/** 2: batches (a new message type, which a version 1 agent would take for an attack). */
-export const PROTOCOL_VERSION = 2
+/**
+ * 2: batches (a new message type, which a version 1 agent would take for an attack). 3: a settle
+ * decision may be sent before its record is committed (htlc-decision's uncommittedRecord).
+ */
+export const PROTOCOL_VERSION = 3
 
 /** BOLT 4: the onion routing packet is 1366 bytes (version, ephemeral key, 1300 payload, HMAC). */
 export const ONION_PACKET_BYTES = 1366
@@ -173,6 +176,12 @@ export interface HtlcDecision {
   term: number
   circuit: Circuit
   resolution: Resolution
+  /**
+   * Set on a settle the leader sends as soon as it stored the settle record itself, before a
+   * majority acknowledged it: the digest of that record, which the edge must store durably before
+   * it applies the decision (its copy completes the majority). Null once the record is committed.
+   */
+  uncommittedRecord: Uint8Array | null
 }
 
 export interface HtlcResolved {
@@ -388,7 +397,7 @@ const BODIES: { [K in MessageType]: { id: number; encoding: Encoding<Body<K>> } 
   },
   'htlc-decision': {
     id: 9,
-    encoding: struct<Body<'htlc-decision'>>({ term: u64, circuit, resolution })
+    encoding: struct<Body<'htlc-decision'>>({ term: u64, circuit, resolution, uncommittedRecord: optional(fixedBytes(32)) })
   },
   'htlc-resolved': {
     id: 10,

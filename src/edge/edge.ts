@@ -3,8 +3,9 @@
 // durable-record acknowledgements, block heights); IO stays in the driver. It enforces DESIGN.md's
 // invariants on this side of the wire:
 //  - fencing (5): a decision counts only from the leader, and for the term, the HTLC was forwarded to;
-//  - write-ahead (6): every decision is recorded before it is applied (durable by an fsync of its
-//    own, or by a settle record the member stored: see the member's `edge-record` action);
+//  - write-ahead (6): every decision is recorded before it is applied: durably, by an fsync of its
+//    own, or, for a settle of an HTLC that a settle record the member stored lists, by that record
+//    (see the member's `edge-record` action);
 //  - bounded holding (7): without a decision, an HTLC is failed with a temporary failure a margin
 //    before lnd's auto_fail_height, so the payer retries another route;
 //  - no money left behind (1): at that deadline a settle decision learned from any member's audit core
@@ -143,7 +144,7 @@ export class Edge {
     return this.take(id, entry, term, from, decision)
   }
 
-  /** The driver made the `record` action for `id` durable: now it may be applied. */
+  /** The decision for `id` is recorded (durably, or covered by a settle record the member stored): now it may be applied. */
   recorded(id: string): EdgeAction[] {
     const entry = this.entries.get(id)
     if (!entry || !entry.decision || entry.recorded) return []

@@ -378,7 +378,9 @@ export class ClusterSim {
           })
           break
         case 'edge-record':
-          this.later(action.durable ? DISK_MS : APPEND_MS, () => {
+          // A covered settle is applied already (its resolve follows); the record is for the audit.
+          if (action.covered) break
+          this.later(DISK_MS, () => {
             if (agent.alive && agent.member === member) this.apply(agent, member.edgeRecorded(action.id))
           })
           break

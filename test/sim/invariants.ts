@@ -176,12 +176,14 @@ function checkFencing(sim: ClusterSim, add: (invariant: string, detail: string) 
 }
 
 /**
- * 6: no preimage leaves a leader, and no settle reaches an LND, before a majority of the voters stored
- * the settle record; no edge resolves before it recorded the decision, durably or covered by a settle
- * record it stored itself.
+ * 6: no settle reaches an LND before a majority of the voters stored the settle record; no preimage
+ * leaves a leader before it stored the record itself and a majority did, counting, for a settle sent
+ * ahead of the commit (uncommittedRecord), the holder it goes to; no edge resolves before it recorded
+ * the decision, durably or covered by a settle record it stored itself.
  */
 function checkWriteAhead(sim: ClusterSim, add: (invariant: string, detail: string) => void): void {
-  const voters = [...sim.agents.values()].filter((a) => a.spec.nodes.length > 0 || a.spec.witness === true).length
+  const voterIds = new Set([...sim.agents.values()].filter((a) => a.spec.nodes.length > 0 || a.spec.witness === true).map((a) => a.spec.id))
+  const voters = voterIds.size
   const need = majority(voters)
   const storedBy = (hash: string, at: number): number => {
     let n = 0
@@ -198,12 +200,17 @@ function checkWriteAhead(sim: ClusterSim, add: (invariant: string, detail: strin
     if (action.type === 'send' && action.message.type === 'htlc-decision' && action.message.resolution.kind === 'settle') {
       const hash = hex(sha256(action.message.resolution.preimage))
       const held = storedBy(hash, at)
-      if (held < need) add('6-write-ahead', `${agent.slice(0, 8)} sent the preimage of a ${origin(agent, hash)} settle record for ${short(hash)} held by ${held} of ${voters} voters`)
+      const storedAt = sim.storedAt.get(`settle_requested:${hash}`)
+      if (action.message.uncommittedRecord !== null) {
+        const toCompletes = voterIds.has(action.to) && (storedAt?.get(action.to) ?? Infinity) > at ? 1 : 0
+        if ((storedAt?.get(agent) ?? Infinity) > at) add('6-write-ahead', `${agent.slice(0, 8)} sent the preimage of a settle record for ${short(hash)} it had not stored itself`)
+        else if (held + toCompletes < need) add('6-write-ahead', `${agent.slice(0, 8)} sent an uncommitted settle for ${short(hash)} to ${action.to.slice(0, 8)}, held by ${held} of ${voters} voters with that copy ${toCompletes === 1 ? 'to come' : 'counted'}`)
+      } else if (held < need) add('6-write-ahead', `${agent.slice(0, 8)} sent the preimage of a ${origin(agent, hash)} settle record for ${short(hash)} held by ${held} of ${voters} voters`)
     }
     if (action.type === 'edge-record') {
       recorded.set(`${agent}|${action.id}`, action.from)
       // A decision recorded without an fsync of its own rests on a settle record this agent stored.
-      if (!action.durable && (action.decision.action !== 'settle' || (sim.storedAt.get(`settle_requested:${hex(sha256(action.decision.preimage))}`)?.get(agent) ?? Infinity) > at)) {
+      if (action.covered && (action.decision.action !== 'settle' || (sim.storedAt.get(`settle_requested:${hex(sha256(action.decision.preimage))}`)?.get(agent) ?? Infinity) > at)) {
         add('6-write-ahead', `${agent.slice(0, 8)} recorded a decision for ${action.id} without an fsync and without a settle record of its own`)
       }
     }

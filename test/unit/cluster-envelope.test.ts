@@ -59,7 +59,7 @@ function samples(agent: Uint8Array): { [K in MessageType]: Extract<WireMessage, 
       autoFailHeight: 850_090,
       currentHeight: 850_000
     },
-    'htlc-decision': { type: 'htlc-decision', term: 4, circuit, resolution: { kind: 'settle', preimage: randomBytes(32) } },
+    'htlc-decision': { type: 'htlc-decision', term: 4, circuit, resolution: { kind: 'settle', preimage: randomBytes(32) }, uncommittedRecord: randomBytes(32) },
     'htlc-resolved': { type: 'htlc-resolved', term: 4, circuit, settled: false },
     'resolution-query': { type: 'resolution-query', term: 4, circuits: [circuit, { ...circuit, htlcId: 0n }] },
     'records-request': { type: 'records-request', term: 5, requestId: 9, after: 0 },
@@ -77,8 +77,8 @@ test('every message type survives an envelope round trip and verifies', () => {
   const all = Object.values(samples(kp.publicKey)) as WireMessage[]
   // Both failure forms of a decision, too.
   all.push(
-    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail', message: randomBytes(292) } },
-    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' } },
+    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail', message: randomBytes(292) }, uncommittedRecord: null },
+    { type: 'htlc-decision', term: 1, circuit, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' }, uncommittedRecord: null },
     { ...samples(kp.publicKey).hello, role: 'witness', muxKey: null, nodes: [] }
   )
   let seq = 1

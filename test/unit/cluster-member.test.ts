@@ -99,19 +99,47 @@ test('two operators receive one multi-part payment whose parts arrive through bo
   }
 })
 
-test('a settle record reaches a majority before any preimage leaves (write-ahead, invariant 6)', () => {
+test('a preimage leaves once the leader stored the settle record, and reaches an lnd only once a majority did (write-ahead, invariant 6)', () => {
   const sim = cluster(7)
   const accepted = watchAccepted(sim)
+  const leader = sim.serving()!.spec.id
+  const other = [A, B].find((id) => id !== leader)!
   const { inv } = payAcrossBoth(sim, 50_000n, 2n)
   sim.runUntil(() => accepted.length > 0, 5000)
   settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
   sim.runUntil(() => sim.resolutions.length === 2, 5000)
-  const firstSettle = Math.min(...sim.resolutions.map((r) => r.at))
-  const stored = [...sim.agents.values()].filter((a) => a.storage.records.some((r) => r.type === 'settle_requested' && hex(r.hash) === hex(inv.paymentHash)))
-  assert.ok(stored.length >= 2, 'stored by a majority of the three voters')
-  const decisionsAt = sim.log.filter((l) => l.action.type === 'send' && l.action.message.type === 'htlc-decision').map((l) => l.at)
-  const committedAt = sim.log.find((l) => l.action.type === 'committed')!.at
-  assert.ok(decisionsAt.every((t) => t >= committedAt) && firstSettle >= committedAt)
+  assert.equal(settledWith(sim, inv.preimage), 2)
+  const storedAt = sim.storedAt.get(`settle_requested:${hex(inv.paymentHash)}`)!
+  const committedAt = sim.log.find((l) => l.agent === leader && l.action.type === 'committed')!.at
+  const decisions = sim.log.flatMap((l) => (l.action.type === 'send' && l.action.message.type === 'htlc-decision' ? [{ at: l.at, to: l.action.to, uncommitted: l.action.message.uncommittedRecord !== null }] : []))
+  // The other operator's part leaves ahead of the commit, once the leader stored the record: the
+  // other operator's own copy completes the majority (leader, other operator; the witness is third).
+  assert.deepEqual(decisions.map((d) => [d.to, d.uncommitted]), [[other, true]], 'one decision, sent ahead, none again on commit')
+  assert.ok(decisions[0]!.at >= storedAt.get(leader)! && decisions[0]!.at < committedAt)
+  // It is applied once that copy is stored (a settle its own record covers); the leader's own part
+  // once the record is committed.
+  const resolvedAt = new Map(sim.resolutions.map((r) => [r.agent, r.at]))
+  assert.ok(resolvedAt.get(other)! >= storedAt.get(other)!)
+  assert.ok(resolvedAt.get(leader)! >= committedAt)
+  assert.deepEqual(sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [l.action.covered] : [])), [true, true])
+})
+
+test('a settle sent ahead of its commit waits at an edge that has not stored the record, and goes again on commit', () => {
+  const sim = cluster(17)
+  const accepted = watchAccepted(sim)
+  const leader = sim.serving()!
+  const other = [A, B].find((id) => id !== leader.spec.id)!
+  const { inv } = payAcrossBoth(sim, 80_000n, 7n)
+  sim.runUntil(() => accepted.length > 0, 5000)
+  // The other operator's copy is late: the witness's acknowledgement commits the record first.
+  sim.dropIf = (from, to, m) => from === leader.spec.id && to === other && m.type === 'record-notice'
+  settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
+  sim.runUntil(() => sim.resolutions.length === 2, 5000)
+  assert.equal(settledWith(sim, inv.preimage), 2)
+  const toOther = sim.log.flatMap((l) => (l.action.type === 'send' && l.action.to === other && l.action.message.type === 'htlc-decision' ? [l.action.message.uncommittedRecord !== null] : []))
+  assert.deepEqual(toOther, [true, false], 'sent ahead, then again once committed')
+  const committedAt = sim.log.find((l) => l.agent === leader.spec.id && l.action.type === 'committed')!.at
+  assert.ok(sim.resolutions.find((r) => r.agent === other)!.at >= committedAt, 'applied only once committed: it never stored the record')
 })
 
 test("an edge's settle waits for no fsync of its own only where a settle record it stored lists the HTLC (write-ahead, invariant 6)", () => {
@@ -126,10 +154,10 @@ test("an edge's settle waits for no fsync of its own only where a settle record 
   settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
   sim.runUntil(() => sim.resolutions.length === 2, 5000)
   assert.equal(settledWith(sim, inv.preimage), 2)
-  const records = sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [{ agent: l.agent, durable: l.action.durable }] : []))
+  const records = sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [{ agent: l.agent, covered: l.action.covered }] : []))
   assert.deepEqual(records.sort((x, y) => x.agent.localeCompare(y.agent)), [
-    { agent: leader.spec.id, durable: false },
-    { agent: other, durable: true }
+    { agent: leader.spec.id, covered: true },
+    { agent: other, covered: false }
   ].sort((x, y) => x.agent.localeCompare(y.agent)))
 })
 
@@ -228,7 +256,7 @@ test("an edge rejects a stale leader's decision, and a leader refuses offers for
   const inv = invoice(5_000n)
   const p = part(inv, { node: edgeAgent.spec.nodes[0] === ALICE ? 0 : 1, htlcId: 11n, amountMsat: 5_000n })
   sim.offer(edgeAgent.spec.id, edgeHtlc(p))
-  const stale = edgeAgent.member.receive(first.spec.id, { type: 'htlc-decision', term: first.member.term, circuit: p.htlc.circuit, resolution: { kind: 'settle', preimage: inv.preimage } }, sim.now)
+  const stale = edgeAgent.member.receive(first.spec.id, { type: 'htlc-decision', term: first.member.term, circuit: p.htlc.circuit, resolution: { kind: 'settle', preimage: inv.preimage }, uncommittedRecord: null }, sim.now)
   assert.deepEqual(stale.map((a) => a.type === 'reject' && a.reason), ['wrong_term'])
   const preimageHash = createHash('sha256').update(inv.preimage).digest()
   assert.deepEqual(preimageHash, Buffer.from(inv.paymentHash))

@@ -21,7 +21,7 @@ function payment(): { preimage: Buffer; hash: Buffer } {
 }
 
 function decision(preimage: Uint8Array, htlcId: bigint): Message {
-  return { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId }, resolution: { kind: 'settle', preimage } }
+  return { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId }, resolution: { kind: 'settle', preimage }, uncommittedRecord: null }
 }
 
 /** `log` stores, as received from `leader`, one envelope carrying `messages` (batched if several). */
@@ -33,7 +33,7 @@ async function received(log: AuditLog, leader: AgentKeyPair, seq: number, messag
 test('settlePreimages reads the settle decisions of envelope records, batched or not, and skips what it cannot decode', () => {
   const leader = newAgentKeyPair()
   const [a, b] = [payment(), payment()]
-  const fail: Message = { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId: 9n }, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' } }
+  const fail: Message = { type: 'htlc-decision', term: 4, circuit: { node: Buffer.from(NODE, 'hex'), chanId: 3n, htlcId: 9n }, resolution: { kind: 'fail-code', code: 'TEMPORARY_CHANNEL_FAILURE' }, uncommittedRecord: null }
   const found = settlePreimages([
     { type: 'envelope', time: 1, peer: leader.publicKey, envelope: encodeEnvelope(leader, 1, 1, decision(a.preimage, 1n)) },
     { type: 'envelope', time: 2, peer: leader.publicKey, envelope: randomBytes(80) },

@@ -231,7 +231,7 @@ test('a member sending htlc-decisions for a term it does not lead: delivered as 
 
   const { preimage } = fixturePayment()
   const circuit = { node: nodeKey, chanId: htlc.circuit.chanId, htlcId: htlc.circuit.htlcId }
-  const decision = (term: number): Message => ({ type: 'htlc-decision', term, circuit, resolution: { kind: 'settle', preimage } })
+  const decision = (term: number): Message => ({ type: 'htlc-decision', term, circuit, resolution: { kind: 'settle', preimage }, uncommittedRecord: null })
   const sends: Array<[ClusterSwarm, number, string]> = [
     [member, 5, 'not_the_leader'], // the right term, the wrong agent
     [member, 6, 'wrong_term'], // a term the member claims, not the one the HTLC went to
