@@ -3,10 +3,10 @@
 // payer would for the virtual node; Bob's agent B (an edge: Bob's credentials, no identity key)
 // intercepts them over lnd's gRPC stream and offers each to the leader A (Alice's operator, the only
 // candidate) over Hyperswarm; A peels the onion, checks the payment against its stateless invoice,
-// and, autoSettle on, writes the settle record durably on itself and B (the two voters) before it
-// sends the signed decision; B records the decision (made durable by the settle record it stored,
-// so without an fsync of its own) and settles the HTLC at Bob. Measured from Carol's update_add_htlc
-// (Bob intercepts it at once) to the settle reaching Carol.
+// and, autoSettle on, stores the settle record durably and sends it to B; once A's copy is stored it
+// sends the signed decision, which B (the other voter: its copy completes the majority) applies once
+// its own copy is stored, settling the HTLC at Bob. Measured from Carol's update_add_htlc (Bob
+// intercepts it at once) to the settle reaching Carol.
 // Onions are built before the clock starts: they are the payer's cost, not the cluster's.
 // Reference, same run: one durable audit append (the write-ahead each decision waits for: the
 // leader's settle record and the edge's copy of it, stored side by side).
