@@ -124,25 +124,7 @@ test('a preimage leaves once the leader stored the settle record, and reaches an
   assert.deepEqual(sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [l.action.covered] : [])), [true, true])
 })
 
-test('a settle sent ahead of its commit waits at an edge that has not stored the record, and goes again on commit', () => {
-  const sim = cluster(17)
-  const accepted = watchAccepted(sim)
-  const leader = sim.serving()!
-  const other = [A, B].find((id) => id !== leader.spec.id)!
-  const { inv } = payAcrossBoth(sim, 80_000n, 7n)
-  sim.runUntil(() => accepted.length > 0, 5000)
-  // The other operator's copy is late: the witness's acknowledgement commits the record first.
-  sim.dropIf = (from, to, m) => from === leader.spec.id && to === other && m.type === 'record-notice'
-  settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
-  sim.runUntil(() => sim.resolutions.length === 2, 5000)
-  assert.equal(settledWith(sim, inv.preimage), 2)
-  const toOther = sim.log.flatMap((l) => (l.action.type === 'send' && l.action.to === other && l.action.message.type === 'htlc-decision' ? [l.action.message.uncommittedRecord !== null] : []))
-  assert.deepEqual(toOther, [true, false], 'sent ahead, then again once committed')
-  const committedAt = sim.log.find((l) => l.agent === leader.spec.id && l.action.type === 'committed')!.at
-  assert.ok(sim.resolutions.find((r) => r.agent === other)!.at >= committedAt, 'applied only once committed: it never stored the record')
-})
-
-test("an edge's settle waits for no fsync of its own only where a settle record it stored lists the HTLC (write-ahead, invariant 6)", () => {
+test("a settle sent ahead of its commit waits at an edge without the record, goes again on commit, and waits for the edge's own fsync there (write-ahead, invariant 6)", () => {
   const sim = cluster(13)
   const accepted = watchAccepted(sim)
   const leader = sim.serving()!
@@ -154,6 +136,11 @@ test("an edge's settle waits for no fsync of its own only where a settle record 
   settleOnLeader(sim, accepted[0]!.hash, accepted[0]!.setId)
   sim.runUntil(() => sim.resolutions.length === 2, 5000)
   assert.equal(settledWith(sim, inv.preimage), 2)
+  const toOther = sim.log.flatMap((l) => (l.action.type === 'send' && l.action.to === other && l.action.message.type === 'htlc-decision' ? [l.action.message.uncommittedRecord !== null] : []))
+  assert.deepEqual(toOther, [true, false], 'sent ahead (the leader cannot know the notice is lost), then again once committed')
+  const committedAt = sim.log.find((l) => l.agent === leader.spec.id && l.action.type === 'committed')!.at
+  assert.ok(sim.resolutions.find((r) => r.agent === other)!.at >= committedAt, 'applied only once committed')
+  // Only the leader's settle is covered by a settle record of its own.
   const records = sim.log.flatMap((l) => (l.action.type === 'edge-record' ? [{ agent: l.agent, covered: l.action.covered }] : []))
   assert.deepEqual(records.sort((x, y) => x.agent.localeCompare(y.agent)), [
     { agent: leader.spec.id, covered: true },
