@@ -694,7 +694,7 @@ export class ClusterMember {
       const copy = record.type !== 'final' && this.heldBy(gathering, record) < majority(this.voters.size) ? { ...record, term: gathering.term } : record
       const encoded = recordBytes(copy)
       const digest = digestOf(encoded)
-      const stored = this.holds(copy, digest)
+      const stored = this.holds(copy.type, copy.hash, digest)
       if (copy !== record) {
         this.recommitting.add(digest)
         this.commits.set(digest, { record: copy, encoded, stored, acks: new Set(), early: new Set(), recommit: true })
@@ -753,12 +753,12 @@ export class ClusterMember {
   private heldBy(gathering: NonNullable<ClusterMember['gathering']>, record: MuxRecord): number {
     const digest = digestOf(recordBytes(record))
     const answers = [...(gathering.holders.get(digest) ?? [])].filter((id) => this.voters.has(id)).length
-    return answers + (this.voters.has(this.self) && this.holds(record, digest) ? 1 : 0)
+    return answers + (this.voters.has(this.self) && this.holds(record.type, record.hash, digest) ? 1 : 0)
   }
 
-  /** Whether our own ledger holds exactly `record` (that copy of it), whose digest is `digest`. */
-  private holds(record: MuxRecord, digest: string): boolean {
-    const own = this.ledger.get(record.type, record.hash)
+  /** Whether our own ledger's record of `type` for `hash` is exactly the one whose digest is `digest`. */
+  private holds(type: MuxRecord['type'], hash: Uint8Array, digest: string): boolean {
+    const own = this.ledger.get(type, hash)
     return own !== undefined && digestOf(recordBytes(own)) === digest
   }
 
@@ -954,7 +954,7 @@ export class ClusterMember {
       return [{ type: 'reject', from, reason: 'bad_record', detail: (err as Error).message }]
     }
     const digest = digestOf(recordBytes(record))
-    if (this.holds(record, digest)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
+    if (this.holds(record.type, record.hash, digest)) return [{ type: 'send', to: from, message: { type: 'record-ack', term, digest: Buffer.from(digest, 'hex') } }]
     this.noticeAcks.set(digest, { leader: from, term })
     return [this.persist(record, digest, true)]
   }
@@ -969,21 +969,23 @@ export class ClusterMember {
   // Edge
 
   /**
-   * A decision from the leader. A settle sent before its record was committed waits, from the leader
-   * of our term only, until we stored that record (recordPersisted), unless a settle record we hold
-   * lists the HTLC already.
+   * A decision from the leader. A settle sent before its record was committed, from the leader of
+   * our term only, waits until we store exactly that record (recordPersisted), unless we hold it.
    */
   private onDecision(from: string, message: HtlcDecision): MemberAction[] {
     const id = edgeHtlcId({ node: hex(message.circuit.node), circuit: message.circuit })
     const decision = toDecision(message.resolution)
-    if (message.uncommittedRecord !== null && !this.settleStored(id, decision)) {
+    if (message.uncommittedRecord !== null) {
       if (decision.action !== 'settle') return [{ type: 'reject', from, reason: 'uncommitted_failure', detail: id }]
       if (from !== this.election.leader || message.term !== this.term) return [{ type: 'reject', from, reason: 'uncommitted_not_from_leader', detail: id }]
       const digest = hex(message.uncommittedRecord)
-      const waiting = this.uncommitted.get(digest) ?? []
-      waiting.push({ from, term: message.term, id, decision })
-      this.uncommitted.set(digest, waiting)
-      return []
+      const hash = createHash('sha256').update(decision.preimage).digest()
+      if (!this.holds('settle_requested', hash, digest)) {
+        const waiting = this.uncommitted.get(digest) ?? []
+        waiting.push({ from, term: message.term, id, decision })
+        this.uncommitted.set(digest, waiting)
+        return []
+      }
     }
     return this.fromEdge(this.edge.decide(from, message.term, id, decision))
   }
