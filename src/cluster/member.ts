@@ -978,9 +978,11 @@ export class ClusterMember {
     if (message.uncommittedRecord !== null) {
       if (decision.action !== 'settle') return [{ type: 'reject', from, reason: 'uncommitted_failure', detail: id }]
       if (from !== this.election.leader || message.term !== this.term) return [{ type: 'reject', from, reason: 'uncommitted_not_from_leader', detail: id }]
+      // Keyed by the held HTLC's payment hash (the edge checks the preimage against it); one we do
+      // not hold goes on to the edge, which refuses it.
+      const htlc = this.edge.htlc(id)
       const digest = hex(message.uncommittedRecord)
-      const hash = createHash('sha256').update(decision.preimage).digest()
-      if (!this.holds('settle_requested', hash, digest)) {
+      if (htlc !== undefined && !this.holds('settle_requested', htlc.paymentHash, digest)) {
         const waiting = this.uncommitted.get(digest) ?? []
         waiting.push({ from, term: message.term, id, decision })
         this.uncommitted.set(digest, waiting)
