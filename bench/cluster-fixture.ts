@@ -2,8 +2,9 @@
 // Alice and Bob with --requireinterceptor, served over lnd's gRPC by SimLndServer) and a local DHT
 // testnet on 127.0.0.1 in this process; each agent a child process (agent-process.ts) holding only
 // its own node's credentials. Agents are asked for their standing over the highwire.Cluster RPC.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,6 +52,11 @@ export class BenchAgent {
     this.address = `127.0.0.1:${port}`
   }
 
+  pid(): number {
+    if (this.child?.pid === undefined) throw new Error(`agent ${this.spec.name} is not running`)
+    return this.child.pid
+  }
+
   status(): Promise<ClusterStatus> {
     return fetchStatus(this.address, grpc.credentials.createInsecure(), 1000)
   }
@@ -64,6 +70,17 @@ export class BenchAgent {
     child.kill('SIGKILL')
     await exited
   }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's CPU times. */
+const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+
+/** CPU ms process `pid` has used so far, every thread of it (Linux: user and system time, proc(5)). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (in parentheses, which may hold spaces): utime is the 14th field.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S
 }
 
 export class SimCluster {
