@@ -15,10 +15,15 @@
 //
 // Group commit, in two stages that overlap. Writing: records appended in one turn of the event loop
 // (a received envelope and the record it causes) form one Hypercore block, and records that arrive
-// while a block is being written form the next. Syncing: as soon as a block holding a durable
-// record is written, an fsync starts if none is running; blocks written during an fsync are covered
-// by the next one, together. So a lazy record never waits for an fsync, and a durable one waits for
-// at most the fsync in progress and its own.
+// while a block is being written form the next. A block of lazy records only waits up to
+// LAZY_LINGER_MS for more, and goes out with the first durable record appended meanwhile: every
+// block is written, signed, and replicated to every member as a message and a RocksDB batch of its
+// own, so an agent that writes one block per settle rather than two or three saves its peers as
+// much work as itself. Syncing: as soon as a block holding a durable record is written, an fsync
+// starts if none is running; blocks written during an fsync are covered by the next one, together.
+// So a lazy record never waits for an fsync, and a durable one waits for at most the fsync in
+// progress and its own. The price: a lazy record reaches the WAL up to LAZY_LINGER_MS later, so a
+// process killed meanwhile loses it (a power cut could lose it anyway: it is not synced).
 //
 // Copies and forks. A Hypercore fork is two different signed histories under one key: exactly what
 // two agents running from copies of one storage directory would write. Corestore guards against
@@ -45,6 +50,8 @@ const REPLICAS_USER_DATA = 'highwire/replicas'
 // A block is one flush group; cap it so a block stays a small replication message.
 export const MAX_BLOCK_RECORDS = 4096
 export const MAX_BLOCK_BYTES = 1 << 20
+/** How long a block of lazy records waits for a durable one to share it (see above). */
+export const LAZY_LINGER_MS = 20
 
 export type AuditErrorCode = 'storage_copied' | 'storage_locked' | 'read_only' | 'closed' | 'write_failed' | 'bad_key'
 
@@ -108,6 +115,8 @@ export class AuditLog {
    */
   private walSeen: number | null = null
   private closing: Promise<void> | null = null
+  /** Ends the lazy block's wait at once (a durable record came, or the log closes). */
+  private endLinger: (() => void) | null = null
 
   private constructor(store: Corestore, core: Hypercore, readOnly: boolean) {
     this.store = store
@@ -153,17 +162,19 @@ export class AuditLog {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ bytes, durable, resolve, reject })
+      if (durable) this.endLinger?.()
       if (this.draining === null) this.draining = this.drain()
     })
   }
 
   // Writes the queue out, one block per group; durable appends go on to the syncer. Starts after
-  // the current turn's appends are queued, so they share the first block. Clears `draining` in the
-  // same tick as it sees the queue empty, so an append made by a caller resumed from this very
-  // drain starts the next one instead of waiting forever.
+  // the current turn's appends are queued, so they share the first block; a group of lazy records
+  // lingers first. Clears `draining` in the same tick as it sees the queue empty, so an append made
+  // by a caller resumed from this very drain starts the next one instead of waiting forever.
   private async drain(): Promise<void> {
     await Promise.resolve()
     while (this.queue.length > 0) {
+      if (this.closing === null && !this.queue.some((p) => p.durable)) await this.linger()
       const group = this.takeGroup()
       const durable = group.filter((p) => p.durable)
       try {
@@ -179,6 +190,19 @@ export class AuditLog {
       }
     }
     this.draining = null
+  }
+
+  /** Waits LAZY_LINGER_MS, or until a durable record is appended or the log closes. */
+  private linger(): Promise<void> {
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer)
+        this.endLinger = null
+        resolve()
+      }
+      const timer = setTimeout(end, LAZY_LINGER_MS)
+      this.endLinger = end
+    })
   }
 
   private awaitSync(waiters: Pending[], walNumber: number): void {
@@ -310,7 +334,10 @@ export class AuditLog {
   }
 
   async close(): Promise<void> {
-    if (this.closing === null) this.closing = this.closeOnce()
+    if (this.closing === null) {
+      this.closing = this.closeOnce()
+      this.endLinger?.()
+    }
     return this.closing
   }
 

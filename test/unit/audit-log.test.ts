@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { cp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AuditLog, readBlocks } from '../../src/audit/log.ts'
+import { AuditLog, LAZY_LINGER_MS, readBlocks } from '../../src/audit/log.ts'
 import { toAuditRecord } from '../../src/audit/mux-store.ts'
 import { PeerWriteLimiter } from '../../src/audit/limit.ts'
 import { state } from '../../src/audit/replay.ts'
@@ -40,6 +40,32 @@ test('records appended in one turn of the event loop are written as one block', 
   await Promise.all([lazy, log.append(settle(1, 2))])
   assert.equal(log.stats.blocks, 1)
   assert.equal(log.stats.records, 2)
+})
+
+test('lazy records appended over several turns wait for the durable one that follows and share its block; alone, they wait LAZY_LINGER_MS; a close writes them at once', async (t) => {
+  const dir = await tempDir(t)
+  const log = await openLog(t, dir)
+  const agentStart = (time: number): AuditRecord => ({ type: 'agent_start', time, software: 'highwire', agent: bytes(32, 1) })
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+  const lazy = [log.append(agentStart(1), { durable: false })]
+  await turn()
+  lazy.push(log.append(agentStart(2), { durable: false }))
+  await turn()
+  await Promise.all([...lazy, log.append(settle(1, 2))])
+  assert.deepEqual([log.stats.blocks, log.stats.records], [1, 3], 'the two lazy records went out in the durable record\'s block')
+
+  const started = performance.now()
+  await log.append(agentStart(3), { durable: false })
+  // Timers may fire up to a millisecond early as performance.now() counts it.
+  assert.ok(performance.now() - started >= LAZY_LINGER_MS - 1, 'a lone lazy block waited for company')
+  assert.equal(log.stats.blocks, 2)
+
+  const lingering = log.append(agentStart(4), { durable: false })
+  await log.close()
+  await lingering
+  assert.equal(log.stats.blocks, 3)
+  const reopened = await openLog(t, dir, { readOnly: true })
+  assert.deepEqual((await recordsOf(reopened)).map((r) => r.time), [1, 2, 2, 3, 4])
 })
 
 // The timeout only turns a regression (the lazy append waiting for the held fsync) into a failure rather than a hang.
