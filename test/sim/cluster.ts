@@ -18,6 +18,7 @@ import type { Decision } from '../../src/lnd/circuits.ts'
 import { MuxLedger } from '../../src/mux/ledger.ts'
 import type { MuxRecord } from '../../src/mux/types.ts'
 import { toAuditRecord } from '../../src/audit/mux-store.ts'
+import { LAZY_LINGER_MS } from '../../src/audit/log.ts'
 import type { AuditRecord } from '../../src/audit/records.ts'
 
 export interface AgentSpec {
@@ -76,8 +77,11 @@ export function prng(seed: number): () => number {
 
 const STEP_MS = 10
 const DISK_MS = 10
-/** An audit append that waits for no fsync of its own (a final record; a settle covered by a settle record). */
-const APPEND_MS = 1
+/**
+ * An audit append that waits for no fsync of its own (a final record; a settle covered by a settle
+ * record): at worst its block waits LAZY_LINGER_MS for a durable record to share it.
+ */
+const APPEND_MS = LAZY_LINGER_MS + 1
 /** lnd reports a resolution as final (FinalHtlcEvent) this long after it took it. */
 const FINAL_MS = 20
 /** An agent that has run this long with its LND up has had time to fail an HTLC at its margin. */
