@@ -26,6 +26,7 @@ import { newPaymentAddr, statelessPreimage } from '../src/ln/stateless.ts'
 import type { HtlcAdd, HtlcOutcome } from '../src/sim/network.ts'
 import { cpuMs, SimCluster } from './cluster-fixture.ts'
 import type { Emit } from './index.ts'
+import { quantile } from './measure.ts'
 
 const AMOUNT_MSAT = 1_000_000n
 const MIN_FINAL_CLTV = 18 // the agents' mux.minFinalCltvExpiry
@@ -61,8 +62,6 @@ async function durablePairMs(): Promise<number[]> {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true })
   }
 }
-
-const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
 
 export default async function (emit: Emit): Promise<void> {
   const pair = await durablePairMs()

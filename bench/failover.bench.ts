@@ -8,6 +8,7 @@
 import { DEFAULT_TIMING } from '../src/cluster/member.ts'
 import { SimCluster, type BenchAgent } from './cluster-fixture.ts'
 import type { Emit } from './index.ts'
+import { quantile } from './measure.ts'
 
 const RUNS = 5
 /** From a follower's restart to the leader's SIGKILL, in the after-restart runs. */
@@ -53,7 +54,7 @@ export default async function (emit: Emit): Promise<void> {
     const context = { runs: RUNS, lease_ms: DEFAULT_TIMING.leaseMs, election_timeout_ms: DEFAULT_TIMING.electionTimeoutMs.join('-'), target_ms: TARGET_MS, reference_lnmux_lease_ms: LNMUX_LEASE_MS }
     const report = (name: string, times: number[], extra: Record<string, unknown> = {}): void => {
       const sorted = [...times].sort((a, b) => a - b)
-      emit(`${name}_median_ms`, sorted[Math.floor(sorted.length / 2)]!, 'ms', { ...context, ...extra })
+      emit(`${name}_median_ms`, quantile(sorted, 0.5), 'ms', { ...context, ...extra })
       emit(`${name}_max_ms`, sorted.at(-1)!, 'ms', { ...context, ...extra, all_ms: times.map((t) => Math.round(t)) })
     }
     report('failover', await failOver(async () => {}))

@@ -1,4 +1,11 @@
-// Rate measurement shared by the benchmarks: run `fn` in batches until `seconds` have passed.
+// Measurements shared by the benchmarks.
+
+/** The `q` quantile of ascending `sorted` (0.5: the median, 0.99: p99). */
+export function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+}
+
+/** Runs `fn` in batches until `seconds` have passed; calls per second. */
 export function ratePerSecond(fn: () => void, seconds = 1, batch = 64): number {
   for (let i = 0; i < batch; i++) fn() // warm-up
   const start = process.hrtime.bigint()
